@@ -1,0 +1,69 @@
+"""anyio_rsocket: RSocket for Trio and asyncio, with structured concurrency.
+
+Connections are scoped to an ``async with``; every interaction is scoped to the call or block that
+started it. See README.md for a tour and docs/architecture.md for the layers.
+"""
+
+from .client import connect_tcp, open_client
+from .connection import RSocket
+from .errors import (
+    ApplicationError,
+    CanceledError,
+    ConnectionClosedError,
+    ConnectionErrorReceived,
+    ErrorCode,
+    FrameError,
+    FrameTooLargeError,
+    InvalidError,
+    InvalidSetupError,
+    MalformedFrameError,
+    ProtocolError,
+    RejectedError,
+    RejectedResumeError,
+    RejectedSetupError,
+    RSocketError,
+    SetupError,
+    UnsupportedSetupError,
+)
+from .handler import RequestHandler
+from .payload import Payload
+from .requester import DEFAULT_INITIAL_N, RequestChannel, RequestStream
+from .server import serve_connection, serve_stream, serve_tcp
+from .setup_info import SetupInfo
+from .transports import memory_transport_pair
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_INITIAL_N",
+    "ApplicationError",
+    "CanceledError",
+    "ConnectionClosedError",
+    "ConnectionErrorReceived",
+    "ErrorCode",
+    "FrameError",
+    "FrameTooLargeError",
+    "InvalidError",
+    "InvalidSetupError",
+    "MalformedFrameError",
+    "Payload",
+    "ProtocolError",
+    "RSocket",
+    "RSocketError",
+    "RejectedError",
+    "RejectedResumeError",
+    "RejectedSetupError",
+    "RequestChannel",
+    "RequestHandler",
+    "RequestStream",
+    "SetupError",
+    "SetupInfo",
+    "UnsupportedSetupError",
+    "__version__",
+    "connect_tcp",
+    "memory_transport_pair",
+    "open_client",
+    "serve_connection",
+    "serve_stream",
+    "serve_tcp",
+]

@@ -1,0 +1,126 @@
+"""Client entry points: connect to an RSocket server and get a requester for one ``async with``."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+from anyio.abc import ByteStream
+
+from ._groups import unwrap_exception_groups
+from .connection import RSocket
+from .errors import ConnectionClosedError
+from .frames import MAX_31, encode_frame
+from .handler import RequestHandler
+from .payload import Payload
+from .setup_info import SetupInfo
+from .transports.base import Transport
+from .transports.tcp import ByteStreamTransport
+
+HandlerArgument = RequestHandler | Callable[[RSocket], RequestHandler] | None
+
+
+def _resolve_handler(handler: HandlerArgument, rsocket: RSocket) -> RequestHandler | None:
+    if handler is None or isinstance(handler, RequestHandler):
+        return handler
+    return handler(rsocket)
+
+
+@asynccontextmanager
+async def open_client(
+    transport: Transport,
+    *,
+    data_mime_type: str = "application/octet-stream",
+    metadata_mime_type: str = "application/octet-stream",
+    keepalive_interval: float = 20.0,
+    max_lifetime: float = 90.0,
+    setup_payload: Payload | None = None,
+    handler: HandlerArgument = None,
+    confirm_setup: bool = True,
+    max_stream_id: int = MAX_31,
+) -> AsyncIterator[RSocket]:
+    """Run the client side of RSocket over an already connected ``transport``.
+
+    Sends SETUP (version 1.0) and, with ``confirm_setup`` (the default), a KEEPALIVE whose echo
+    proves the server accepted it: a refused SETUP then raises
+    :class:`~anyio_rsocket.errors.RejectedSetupError` (or another ``SetupError``) right here rather
+    than from the first request. Leaving the block closes the connection, ends every interaction and
+    leaves no task behind. The transport is closed in every case.
+    """
+    if keepalive_interval <= 0 or max_lifetime <= 0:
+        raise ValueError("keepalive_interval and max_lifetime must be positive")
+    setup = SetupInfo(
+        data_mime_type=data_mime_type,
+        metadata_mime_type=metadata_mime_type,
+        keepalive_interval=keepalive_interval,
+        max_lifetime=max_lifetime,
+        payload=setup_payload,
+    )
+    setup_frame = encode_frame(setup.to_frame())  # invalid options fail before any I/O
+    async with unwrap_exception_groups():
+        try:
+            async with anyio.create_task_group() as task_group:
+                rsocket = RSocket(
+                    transport,
+                    task_group,
+                    is_client=True,
+                    setup=setup,
+                    send_keepalives=True,
+                    max_stream_id=max_stream_id,
+                )
+                rsocket._handler = _resolve_handler(handler, rsocket) or rsocket._handler
+                rsocket._send_frame(setup_frame)
+                rsocket._start()
+                try:
+                    if confirm_setup:
+                        await rsocket._confirm_setup(max_lifetime)
+                    yield rsocket
+                finally:
+                    await rsocket.aclose()
+                    task_group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await transport.aclose()
+
+
+@asynccontextmanager
+async def connect_tcp(
+    host: str,
+    port: int,
+    *,
+    data_mime_type: str = "application/octet-stream",
+    metadata_mime_type: str = "application/octet-stream",
+    keepalive_interval: float = 20.0,
+    max_lifetime: float = 90.0,
+    setup_payload: Payload | None = None,
+    handler: HandlerArgument = None,
+    ssl_context: ssl.SSLContext | None = None,
+    confirm_setup: bool = True,
+) -> AsyncIterator[RSocket]:
+    """Connect to an RSocket server over TCP (TLS with ``ssl_context``) for one ``async with``.
+
+    ``handler`` answers requests the server sends us (a :class:`RequestHandler` or a factory taking
+    the :class:`RSocket`). Times are in seconds. Raises
+    :class:`~anyio_rsocket.errors.ConnectionClosedError` when the server cannot be reached.
+    """
+    try:
+        stream: ByteStream
+        if ssl_context is None:
+            stream = await anyio.connect_tcp(host, port)
+        else:
+            stream = await anyio.connect_tcp(host, port, ssl_context=ssl_context, tls_hostname=host)
+    except OSError as exc:
+        raise ConnectionClosedError(f"cannot connect to {host}:{port}: {exc}") from exc
+    async with open_client(
+        ByteStreamTransport(stream),
+        data_mime_type=data_mime_type,
+        metadata_mime_type=metadata_mime_type,
+        keepalive_interval=keepalive_interval,
+        max_lifetime=max_lifetime,
+        setup_payload=setup_payload,
+        handler=handler,
+        confirm_setup=confirm_setup,
+    ) as rsocket:
+        yield rsocket

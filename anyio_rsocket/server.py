@@ -1,0 +1,171 @@
+"""Server entry points: accept connections and answer them with a handler per connection."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import ssl
+
+import anyio
+from anyio.abc import ByteStream, TaskStatus
+from anyio.streams.tls import TLSListener
+
+from ._groups import unwrap_exception_groups
+from .connection import HandlerFactory, RSocket
+from .errors import (
+    ConnectionClosedError,
+    ErrorCode,
+    FrameError,
+    RejectedSetupError,
+    SetupError,
+)
+from .frames import ErrorFrame, ResumeFrame, SetupFrame, decode_frame, encode_frame
+from .handler import RequestHandler
+from .setup_info import SetupInfo
+from .transports.base import Transport
+from .transports.tcp import ByteStreamTransport
+
+logger = logging.getLogger("anyio_rsocket.server")
+
+#: How long a new connection may take to send its SETUP before it is dropped.
+SETUP_TIMEOUT = 30.0
+
+
+def _validate_setup(frame: object) -> SetupFrame:
+    """Check the first frame of a connection (S1, S2, S7, F2); raise a SetupError if unacceptable."""
+    if isinstance(frame, ResumeFrame):
+        raise SetupError("resumption is not supported by this server", ErrorCode.REJECTED_RESUME)
+    if not isinstance(frame, SetupFrame):
+        raise SetupError(f"the first frame must be SETUP, got {type(frame).__name__}")
+    if frame.stream_id != 0:
+        raise SetupError(f"SETUP must be sent on stream 0, not {frame.stream_id}")
+    if (frame.major_version, frame.minor_version) != (1, 0):
+        raise SetupError(
+            f"unsupported protocol version {frame.major_version}.{frame.minor_version}; "
+            "this server speaks 1.0"
+        )
+    if frame.keepalive_interval <= 0 or frame.max_lifetime <= 0:
+        raise SetupError("keepalive interval and max lifetime must be positive (F2)")
+    if frame.resume_token is not None:
+        raise SetupError("resumption is not supported by this server", ErrorCode.REJECTED_SETUP)
+    if frame.lease:
+        raise SetupError("leasing is not supported by this server", ErrorCode.UNSUPPORTED_SETUP)
+    return frame
+
+
+async def _refuse(transport: Transport, error: SetupError) -> None:
+    frame = ErrorFrame(0, error.code, error.message.encode("utf-8", "replace"))
+    try:
+        with anyio.move_on_after(2):
+            await transport.send([encode_frame(frame)])
+    except ConnectionClosedError:
+        pass
+
+
+async def serve_connection(
+    transport: Transport,
+    handler_factory: HandlerFactory,
+    *,
+    setup_timeout: float = SETUP_TIMEOUT,
+) -> None:
+    """Serve one accepted connection until it ends; never raises for a peer's misbehaviour.
+
+    Reads SETUP, calls ``handler_factory(rsocket)`` (which may be async or raise
+    :class:`RejectedSetupError`), then answers requests until the connection closes.
+    """
+    try:
+        async with unwrap_exception_groups():
+            await _serve_connection(transport, handler_factory, setup_timeout)
+    except ConnectionClosedError:
+        pass
+    finally:
+        with anyio.CancelScope(shield=True):
+            await transport.aclose()
+
+
+async def _serve_connection(
+    transport: Transport, handler_factory: HandlerFactory, setup_timeout: float
+) -> None:
+    frames: list[bytes] = []
+    with anyio.move_on_after(setup_timeout):
+        frames = await transport.receive()
+    if not frames:
+        return  # no SETUP in time: drop the connection
+    try:
+        setup_frame = _validate_setup(decode_frame(frames[0]))
+    except FrameError as exc:
+        await _refuse(transport, SetupError(f"malformed SETUP: {exc}"))
+        return
+    except SetupError as exc:
+        await _refuse(transport, exc)
+        return
+    async with anyio.create_task_group() as task_group:
+        rsocket = RSocket(
+            transport,
+            task_group,
+            is_client=False,
+            setup=SetupInfo.from_frame(setup_frame),
+            send_keepalives=False,
+        )
+        try:
+            handler = handler_factory(rsocket)
+            if inspect.isawaitable(handler):
+                handler = await handler
+        except SetupError as exc:
+            await _refuse(transport, exc)
+            task_group.cancel_scope.cancel()
+            return
+        except Exception as exc:
+            logger.exception("handler factory failed")
+            await _refuse(transport, RejectedSetupError(f"server failed to set up: {exc}"))
+            task_group.cancel_scope.cancel()
+            return
+        if not isinstance(handler, RequestHandler):
+            raise TypeError(f"handler_factory returned {handler!r}, not a RequestHandler")
+        rsocket._handler = handler
+        rsocket._mark_established()
+        rsocket._start(frames[1:])
+        try:
+            await rsocket.wait_closed()
+        finally:
+            await rsocket.aclose()
+            task_group.cancel_scope.cancel()
+
+
+async def serve_stream(stream: ByteStream, handler_factory: HandlerFactory) -> None:
+    """Serve RSocket over one accepted byte stream (length-prefixed frames)."""
+    await serve_connection(ByteStreamTransport(stream), handler_factory)
+
+
+async def serve_tcp(
+    handler_factory: HandlerFactory,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve RSocket over TCP (TLS with ``ssl_context``) until cancelled.
+
+    Use it with ``port = await task_group.start(serve_tcp, factory, host, 0)``: the bound port is
+    reported once the listener accepts connections. Each connection runs in its own task group, so a
+    failing connection never disturbs the others; cancelling the server closes them all.
+    """
+    tcp_listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+    bound_port: int = tcp_listener.extra(anyio.abc.SocketAttribute.local_port)
+    listener: anyio.abc.Listener[ByteStream] = tcp_listener
+    if ssl_context is not None:
+        listener = TLSListener(tcp_listener, ssl_context)
+    async with listener:
+        task_status.started(bound_port)
+
+        async def handle(stream: ByteStream) -> None:
+            try:
+                await serve_stream(stream, handler_factory)
+            except Exception:
+                logger.exception("connection handler failed")
+
+        await listener.serve(handle)
+
+
+__all__ = ["RSocket", "serve_connection", "serve_stream", "serve_tcp"]

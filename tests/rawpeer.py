@@ -1,0 +1,108 @@
+"""A scripted raw-frame peer: drives our client or server frame by frame over the memory transport."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import anyio
+
+from anyio_rsocket import RSocket
+from anyio_rsocket.client import open_client
+from anyio_rsocket.connection import HandlerFactory
+from anyio_rsocket.frames import Frame, KeepaliveFrame, SetupFrame, decode_frame, encode_frame
+from anyio_rsocket.server import serve_connection
+from anyio_rsocket.transports.memory import MemoryTransport, memory_transport_pair
+
+F = TypeVar("F")
+
+#: A SETUP a well-behaved client would send.
+DEFAULT_SETUP = SetupFrame(
+    keepalive_interval=20_000,
+    max_lifetime=90_000,
+    metadata_mime_type="application/octet-stream",
+    data_mime_type="application/octet-stream",
+)
+
+
+class RawPeer:
+    """The other end of a connection, speaking raw frames and asserting what comes back."""
+
+    def __init__(self, transport: MemoryTransport) -> None:
+        self.transport = transport
+        self._pending: list[bytes] = []
+
+    async def send(self, *frames: Frame) -> None:
+        await self.transport.send([encode_frame(frame) for frame in frames])
+
+    async def send_raw(self, *frames: bytes) -> None:
+        await self.transport.send(list(frames))
+
+    async def receive(self, timeout: float = 5.0) -> Frame:
+        """The next frame from our library (fails the test if none arrives in time)."""
+        if not self._pending:
+            with anyio.fail_after(timeout):
+                self._pending.extend(await self.transport.receive())
+        return decode_frame(self._pending.pop(0))
+
+    async def expect(self, frame_type: type[F], timeout: float = 5.0) -> F:
+        """Receive the next frame and assert its type."""
+        frame = await self.receive(timeout)
+        assert isinstance(frame, frame_type), f"expected {frame_type.__name__}, got {frame!r}"
+        return frame
+
+    async def expect_next(self, frame_type: type[F], timeout: float = 5.0) -> F:
+        """Receive frames, skipping keepalives, until one arrives; assert its type."""
+        while True:
+            frame = await self.receive(timeout)
+            if isinstance(frame, KeepaliveFrame):
+                continue
+            assert isinstance(frame, frame_type), f"expected {frame_type.__name__}, got {frame!r}"
+            return frame
+
+    async def expect_closed(self, timeout: float = 5.0) -> None:
+        """Assert that the library closes the connection (after any frames still queued)."""
+        from anyio_rsocket.errors import ConnectionClosedError
+
+        with anyio.fail_after(timeout):
+            while True:
+                try:
+                    await self.transport.receive()
+                except ConnectionClosedError:
+                    return
+
+    async def round_trip(self, data: bytes = b"sync") -> None:
+        """Send KEEPALIVE(R) and wait for its echo: everything the peer sent before is now seen."""
+        await self.send(KeepaliveFrame(True, 0, data))
+        while True:
+            frame = await self.receive()
+            if isinstance(frame, KeepaliveFrame) and not frame.respond and frame.data == data:
+                return
+
+
+@asynccontextmanager
+async def raw_server(**client_options: Any) -> AsyncIterator[tuple[RSocket, RawPeer]]:
+    """Our client connected to a raw peer acting as the server (SETUP already read)."""
+    client_transport, server_transport = memory_transport_pair()
+    peer = RawPeer(server_transport)
+    client_options.setdefault("confirm_setup", False)
+    async with open_client(client_transport, **client_options) as rsocket:
+        setup = await peer.expect(SetupFrame)
+        assert setup.stream_id == 0
+        yield rsocket, peer
+
+
+@asynccontextmanager
+async def raw_client(
+    handler_factory: HandlerFactory, setup: SetupFrame | None = DEFAULT_SETUP
+) -> AsyncIterator[RawPeer]:
+    """Our server serving one connection whose client is a raw peer (SETUP sent unless None)."""
+    client_transport, server_transport = memory_transport_pair()
+    peer = RawPeer(client_transport)
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(serve_connection, server_transport, handler_factory)
+        if setup is not None:
+            await peer.send(setup)
+        yield peer
+        task_group.cancel_scope.cancel()
