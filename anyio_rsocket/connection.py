@@ -181,7 +181,7 @@ class RSocket:
         Raises the peer's error as an :class:`~anyio_rsocket.errors.RSocketError` subclass. If the
         waiting task is cancelled, CANCEL is sent and the cancellation propagates.
         """
-        pending = PendingResponse(0)
+        pending = PendingResponse(self)
         pending.stream_id = self._open_stream(
             pending,
             lambda stream_id: encode_frame(RequestResponseFrame(stream_id, payload.data, payload.metadata)),

@@ -43,10 +43,11 @@ def _check_credit(name: str, n: int) -> int:
 class PendingResponse:
     """The state of one request-response call while it waits for its answer."""
 
-    __slots__ = ("done", "error", "event", "result", "stream_id")
+    __slots__ = ("connection", "done", "error", "event", "result", "stream_id")
 
-    def __init__(self, stream_id: int) -> None:
-        self.stream_id = stream_id
+    def __init__(self, connection: RSocket) -> None:
+        self.connection = connection
+        self.stream_id = 0
         self.event = anyio.Event()
         self.result: Payload | None = None
         self.error: BaseException | None = None
@@ -54,6 +55,7 @@ class PendingResponse:
 
     def _settle(self) -> None:
         self.done = True
+        self.connection._release(self.stream_id, self)
         self.event.set()
 
     def _on_payload(self, frame: PayloadFrame) -> bool:
@@ -75,7 +77,8 @@ class PendingResponse:
 
     def _on_connection_closed(self, error: ConnectionClosedError) -> None:
         self.error = error
-        self._settle()
+        self.done = True
+        self.event.set()
 
 
 class RequestStream(ObjectReceiveStream[Payload]):
