@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -12,20 +13,22 @@ from anyio.abc import ByteStream
 from ._groups import unwrap_exception_groups
 from .connection import RSocket
 from .errors import ConnectionClosedError
+from .fragmentation import DEFAULT_MAX_REASSEMBLED_SIZE
 from .frames import MAX_31, encode_frame
 from .handler import RequestHandler
+from .lease import LeaseStrategy
+from .options import DEFAULT_MAX_CONCURRENT_REQUESTS, ClientOptions, PeerOptions
 from .payload import Payload
 from .setup_info import SetupInfo
 from .transports.base import Transport
 from .transports.tcp import ByteStreamTransport
 
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # pragma: no cover - Python 3.10
+    from typing_extensions import Unpack
+
 HandlerArgument = RequestHandler | Callable[[RSocket], RequestHandler] | None
-
-
-def _resolve_handler(handler: HandlerArgument, rsocket: RSocket) -> RequestHandler | None:
-    if handler is None or isinstance(handler, RequestHandler):
-        return handler
-    return handler(rsocket)
 
 
 @asynccontextmanager
@@ -39,6 +42,11 @@ async def open_client(
     setup_payload: Payload | None = None,
     handler: HandlerArgument = None,
     confirm_setup: bool = True,
+    lease: bool | LeaseStrategy = False,
+    lease_wait: bool = False,
+    fragment_size: int | None = None,
+    max_reassembled_size: int = DEFAULT_MAX_REASSEMBLED_SIZE,
+    max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
     max_stream_id: int = MAX_31,
 ) -> AsyncIterator[RSocket]:
     """Run the client side of RSocket over an already connected ``transport``.
@@ -47,30 +55,35 @@ async def open_client(
     proves the server accepted it: a refused SETUP then raises
     :class:`~anyio_rsocket.errors.RejectedSetupError` (or another ``SetupError``) right here rather
     than from the first request. Leaving the block closes the connection, ends every interaction and
-    leaves no task behind. The transport is closed in every case.
+    leaves no task behind. The transport is closed in every case. See
+    :class:`~anyio_rsocket.options.ClientOptions` for the options.
     """
     if keepalive_interval <= 0 or max_lifetime <= 0:
         raise ValueError("keepalive_interval and max_lifetime must be positive")
+    options = PeerOptions(
+        fragment_size=fragment_size,
+        max_reassembled_size=max_reassembled_size,
+        max_concurrent_requests=max_concurrent_requests,
+        max_stream_id=max_stream_id,
+        send_keepalives=True,
+        lease_strategy=lease if isinstance(lease, LeaseStrategy) else None,
+        lease_wait=lease_wait,
+    )
     setup = SetupInfo(
         data_mime_type=data_mime_type,
         metadata_mime_type=metadata_mime_type,
         keepalive_interval=keepalive_interval,
         max_lifetime=max_lifetime,
         payload=setup_payload,
+        lease=bool(lease),
     )
     setup_frame = encode_frame(setup.to_frame())  # invalid options fail before any I/O
     async with unwrap_exception_groups():
         try:
             async with anyio.create_task_group() as task_group:
-                rsocket = RSocket(
-                    transport,
-                    task_group,
-                    is_client=True,
-                    setup=setup,
-                    send_keepalives=True,
-                    max_stream_id=max_stream_id,
-                )
-                rsocket._handler = _resolve_handler(handler, rsocket) or rsocket._handler
+                rsocket = RSocket(transport, task_group, is_client=True, setup=setup, options=options)
+                if handler is not None:
+                    rsocket._handler = handler if isinstance(handler, RequestHandler) else handler(rsocket)
                 rsocket._send_frame(setup_frame)
                 rsocket._start()
                 try:
@@ -90,19 +103,15 @@ async def connect_tcp(
     host: str,
     port: int,
     *,
-    data_mime_type: str = "application/octet-stream",
-    metadata_mime_type: str = "application/octet-stream",
-    keepalive_interval: float = 20.0,
-    max_lifetime: float = 90.0,
-    setup_payload: Payload | None = None,
-    handler: HandlerArgument = None,
     ssl_context: ssl.SSLContext | None = None,
-    confirm_setup: bool = True,
+    **options: Unpack[ClientOptions],
 ) -> AsyncIterator[RSocket]:
     """Connect to an RSocket server over TCP (TLS with ``ssl_context``) for one ``async with``.
 
-    ``handler`` answers requests the server sends us (a :class:`RequestHandler` or a factory taking
-    the :class:`RSocket`). Times are in seconds. Raises
+    Options are those of :func:`open_client` (:class:`~anyio_rsocket.options.ClientOptions`): SETUP
+    MIME types, ``keepalive_interval`` and ``max_lifetime`` in seconds, ``setup_payload``,
+    ``handler`` (answers the server's requests: a :class:`RequestHandler` or a factory taking the
+    :class:`RSocket`), leasing, fragmentation and limits. Raises
     :class:`~anyio_rsocket.errors.ConnectionClosedError` when the server cannot be reached.
     """
     try:
@@ -113,14 +122,5 @@ async def connect_tcp(
             stream = await anyio.connect_tcp(host, port, ssl_context=ssl_context, tls_hostname=host)
     except OSError as exc:
         raise ConnectionClosedError(f"cannot connect to {host}:{port}: {exc}") from exc
-    async with open_client(
-        ByteStreamTransport(stream),
-        data_mime_type=data_mime_type,
-        metadata_mime_type=metadata_mime_type,
-        keepalive_interval=keepalive_interval,
-        max_lifetime=max_lifetime,
-        setup_payload=setup_payload,
-        handler=handler,
-        confirm_setup=confirm_setup,
-    ) as rsocket:
+    async with open_client(ByteStreamTransport(stream), **options) as rsocket:
         yield rsocket

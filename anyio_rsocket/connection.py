@@ -1,40 +1,37 @@
 """The RSocket connection: one peer's end of a connection, requester and responder at once.
 
-An :class:`RSocket` owns a reader task, a single writer task and a keepalive task, all inside the
-task group of the ``async with`` that opened the connection, plus one task per inbound request.
-The reader decodes frames and dispatches them synchronously; it never waits on a slow consumer.
-The writer drains one outbound queue and hands every frame that is ready to the transport in a
-single call, so frames that become ready together are written together.
+An :class:`RSocket` owns a reader task, a single writer task and a keepalive task (plus a lease task
+when leasing is negotiated), all inside the task group of the ``async with`` that opened the
+connection, and one task per inbound request. The reader decodes frames and dispatches them
+synchronously; it never waits on a slow consumer. The writer drains one outbound queue and hands
+every frame that is ready to the transport in a single call, so frames that become ready together are
+written together.
 """
 
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
-import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
 
 from .errors import (
-    CONNECTION_ERROR_CODES,
     ConnectionClosedError,
     ErrorCode,
     FrameError,
-    InvalidError,
     ProtocolError,
-    RSocketError,
+    RejectedError,
     error_from_code,
 )
+from .fragmentation import FragmentableFrame, Reassembler, fragment, needs_fragmentation
 from .frames import (
-    MAX_31,
-    MAX_REQUEST_N,
     CancelFrame,
     ErrorFrame,
     ExtFrame,
+    Frame,
     KeepaliveFrame,
     LeaseFrame,
     MetadataPushFrame,
@@ -51,8 +48,19 @@ from .frames import (
     encode_frame,
 )
 from .handler import RequestHandler
+from .lease import LeaseAllowance, unlimited_lease_strategy
+from .options import PeerOptions
 from .payload import Payload
 from .requester import DEFAULT_INITIAL_N, PendingResponse, RequestChannel, RequestStream
+from .responder import (
+    ResponderChannel,
+    ResponderStream,
+    ResponderTask,
+    run_fire_and_forget,
+    run_metadata_push,
+    run_request_response,
+    run_stream,
+)
 from .setup_info import SetupInfo
 from .transports.base import Transport
 
@@ -60,12 +68,13 @@ logger = logging.getLogger("anyio_rsocket")
 
 #: Queued outbound bytes above which producers (stream responders, channel senders) wait.
 WRITE_HIGH_WATER = 1 << 20
+#: Queued outbound bytes above which the reader stops reading: a peer that floods us with frames
+#: needing answers (keepalives, requests) while not reading our answers gets its input throttled.
+READER_PAUSE_BYTES = 8 << 20
 #: How long closing may spend flushing queued frames before the transport is closed regardless.
 CLOSE_FLUSH_TIMEOUT = 2.0
 #: Data of the KEEPALIVE that confirms SETUP (any echo proves the server accepted it).
 _SETUP_PROBE = b"anyio-rsocket:setup"
-#: Credit a channel responder grants the requester, topped up as the handler consumes.
-RESPONDER_CHANNEL_WINDOW = 256
 
 HandlerFactory = Callable[["RSocket"], "RequestHandler | Awaitable[RequestHandler]"]
 
@@ -73,20 +82,11 @@ HandlerFactory = Callable[["RSocket"], "RequestHandler | Awaitable[RequestHandle
 class _StreamState(Protocol):
     """What the reader needs from any live stream (requester or responder side)."""
 
-    def _on_payload(self, frame: PayloadFrame) -> bool: ...
-    def _on_error(self, frame: ErrorFrame) -> bool: ...
-    def _on_request_n(self, frame: RequestNFrame) -> bool: ...
-    def _on_cancel(self, frame: CancelFrame) -> bool: ...
+    def _on_payload(self, frame: PayloadFrame) -> None: ...
+    def _on_error(self, frame: ErrorFrame) -> None: ...
+    def _on_request_n(self, frame: RequestNFrame) -> None: ...
+    def _on_cancel(self, frame: CancelFrame) -> None: ...
     def _on_connection_closed(self, error: ConnectionClosedError) -> None: ...
-
-
-def _error_frame_for(stream_id: int, exc: BaseException) -> bytes:
-    """The ERROR frame that reports ``exc`` from a responder (codes kept for RSocketError)."""
-    if isinstance(exc, RSocketError) and exc.code not in CONNECTION_ERROR_CODES and exc.code:
-        code, message = exc.code, exc.message
-    else:
-        code, message = ErrorCode.APPLICATION_ERROR, str(exc) or type(exc).__name__
-    return encode_frame(ErrorFrame(stream_id, code, message.encode("utf-8", "replace")))
 
 
 class RSocket:
@@ -105,19 +105,21 @@ class RSocket:
         is_client: bool,
         setup: SetupInfo,
         handler: RequestHandler | None = None,
-        send_keepalives: bool,
-        max_stream_id: int = MAX_31,
+        options: PeerOptions | None = None,
     ) -> None:
+        options = options or PeerOptions()
         self._transport = transport
         self._task_group = task_group
         self._is_client = is_client
         self._setup = setup
         self._handler: RequestHandler = handler if handler is not None else RequestHandler()
-        self._send_keepalives = send_keepalives
-        self._max_stream_id = max_stream_id
+        self._options = options
+        self._fragment_size = options.fragment_size
         self._first_stream_id = 1 if is_client else 2
         self._next_stream_id = self._first_stream_id
         self._streams: dict[int, Any] = {}
+        self._reassembly: dict[int, Reassembler] = {}
+        self._active_requests = 0
         self._outbox: list[bytes] = []
         self._outbox_size = 0
         self._writer_wakeup: anyio.Event | None = None
@@ -131,6 +133,12 @@ class RSocket:
         self._reader_scope = anyio.CancelScope()
         self._keepalive_scope = anyio.CancelScope()
         self._writer_scope = anyio.CancelScope()
+        self._lease_scope = anyio.CancelScope()
+        # Leasing (section 9): what the peer allows us, and what we allow the peer.
+        self._lease_enabled = setup.lease
+        self._lease_received = LeaseAllowance()
+        self._lease_granted = LeaseAllowance()
+        self._lease_event: anyio.Event | None = None
         self._dispatch: dict[type, Callable[[Any], None]] = {
             PayloadFrame: self._on_payload,
             RequestNFrame: self._on_request_n,
@@ -171,6 +179,11 @@ class RSocket:
         """Why the connection ended (``None`` while it is open)."""
         return self._error
 
+    @property
+    def transport(self) -> Transport:
+        """The transport carrying this connection's frames."""
+        return self._transport
+
     async def wait_closed(self) -> None:
         """Wait until the connection has ended (locally or by the peer)."""
         await self._closed.wait()
@@ -181,10 +194,10 @@ class RSocket:
         Raises the peer's error as an :class:`~anyio_rsocket.errors.RSocketError` subclass. If the
         waiting task is cancelled, CANCEL is sent and the cancellation propagates.
         """
+        await self._acquire_lease()
         pending = PendingResponse(self)
         pending.stream_id = self._open_stream(
-            pending,
-            lambda stream_id: encode_frame(RequestResponseFrame(stream_id, payload.data, payload.metadata)),
+            pending, lambda stream_id: RequestResponseFrame(stream_id, payload.data, payload.metadata)
         )
         try:
             await pending.event.wait()
@@ -201,13 +214,14 @@ class RSocket:
 
     async def fire_and_forget(self, payload: Payload) -> None:
         """Send a request that gets no answer; returns once the frame is queued for writing."""
+        await self._acquire_lease()
         self._check_open()
         stream_id = self._allocate_stream_id()
-        self._send_frame(encode_frame(RequestFireAndForgetFrame(stream_id, payload.data, payload.metadata)))
+        self._send_item(RequestFireAndForgetFrame(stream_id, payload.data, payload.metadata))
         await self._wait_writable()
 
     async def metadata_push(self, metadata: bytes) -> None:
-        """Push connection-level metadata to the peer; returns once the frame is queued."""
+        """Push connection-level metadata to the peer; returns once the frame is queued (MP1)."""
         self._check_open()
         self._send_frame(encode_frame(MetadataPushFrame(metadata)))
         await self._wait_writable()
@@ -248,6 +262,26 @@ class RSocket:
         with anyio.CancelScope(shield=True):
             await self._writer_done.wait()
 
+    # --- leasing (requester side) ----------------------------------------------------------------
+
+    async def _acquire_lease(self) -> None:
+        """Spend one request of the peer's lease, or wait/fail per ``lease_wait`` (L2, S6)."""
+        if not self._lease_enabled:
+            return
+        while True:
+            self._check_open()
+            if self._lease_received.try_spend(anyio.current_time()):
+                return
+            if not self._options.lease_wait:
+                if not self._lease_received.received:
+                    raise RejectedError("no LEASE received from the peer yet (S6)")
+                raise RejectedError("the peer's lease allows no more requests now (L2)")
+            event = self._lease_event
+            if event is None:
+                event = self._lease_event = anyio.Event()
+            with anyio.move_on_after(max(0.0, self._lease_received.expires_at - anyio.current_time())):
+                await event.wait()
+
     # --- stream bookkeeping ----------------------------------------------------------------------
 
     def _check_open(self) -> None:
@@ -259,9 +293,10 @@ class RSocket:
     def _allocate_stream_id(self) -> int:
         """Next free id of our parity, wrapping after the maximum and skipping live ids (ID1, ID2)."""
         stream_id = self._next_stream_id
+        limit = self._options.max_stream_id
         for _ in range(len(self._streams) + 1):
             following = stream_id + 2
-            if following > self._max_stream_id:
+            if following > limit:
                 following = self._first_stream_id
             if stream_id not in self._streams:
                 self._next_stream_id = following
@@ -269,18 +304,20 @@ class RSocket:
             stream_id = following
         raise ConnectionClosedError("every stream id is in use; open a new connection")
 
-    def _open_stream(self, state: _StreamState, make_frame: Callable[[int], bytes]) -> int:
+    def _open_stream(self, state: object, make_frame: Callable[[int], FragmentableFrame]) -> int:
         """Register ``state`` under a fresh stream id and queue the request frame it makes."""
         self._check_open()
         stream_id = self._allocate_stream_id()
-        frame = make_frame(stream_id)  # encode first: an oversized request registers nothing
+        frames = self._encode_item(make_frame(stream_id))  # an oversized request registers nothing
         self._streams[stream_id] = state
-        self._send_frame(frame)
+        for frame in frames:
+            self._send_frame(frame)
         return stream_id
 
     def _release(self, stream_id: int, state: object) -> None:
         if self._streams.get(stream_id) is state:
             del self._streams[stream_id]
+            self._reassembly.pop(stream_id, None)
             if self._draining and not self._streams:
                 self._terminate(ConnectionClosedError("connection closed by peer (CONNECTION_CLOSE)"))
 
@@ -301,15 +338,32 @@ class RSocket:
         if self._error is None:
             self._send_frame(frame)
 
-    async def _wait_writable(self) -> None:
-        """Back-pressure: wait while the outbound queue holds more than the high-water mark."""
-        while self._outbox_size > WRITE_HIGH_WATER and self._error is None:
+    def _encode_item(self, frame: FragmentableFrame) -> list[bytes]:
+        """Encode a request or PAYLOAD, fragmenting it when it exceeds ``fragment_size`` (FG2)."""
+        size = self._fragment_size
+        if size is not None and needs_fragmentation(frame, size):
+            return [encode_frame(piece) for piece in fragment(frame, size)]
+        return [encode_frame(frame)]
+
+    def _send_item(self, frame: FragmentableFrame) -> None:
+        """Queue a request or PAYLOAD, fragmented as configured."""
+        if self._fragment_size is None:
+            self._send_frame(encode_frame(frame))
+        else:
+            for piece in self._encode_item(frame):
+                self._send_frame(piece)
+
+    def _send_item_if_open(self, frame: FragmentableFrame) -> None:
+        if self._error is None:
+            self._send_item(frame)
+
+    async def _wait_writable(self, limit: int = WRITE_HIGH_WATER) -> None:
+        """Back-pressure: wait while the outbound queue holds more than ``limit`` bytes."""
+        while self._outbox_size > limit and self._error is None:
             event = self._writable
             if event is None:
                 event = self._writable = anyio.Event()
             await event.wait()
-        if self._outbox_size > WRITE_HIGH_WATER:
-            await anyio.lowlevel.checkpoint()
 
     async def _write_loop(self) -> None:
         transport = self._transport
@@ -348,11 +402,15 @@ class RSocket:
                     self._handle_frames(initial_frames)
                 receive = self._transport.receive
                 while self._error is None:
+                    if self._outbox_size > READER_PAUSE_BYTES:
+                        await self._wait_writable(READER_PAUSE_BYTES)
                     frames = await receive()
                     self._last_received = anyio.current_time()
                     self._handle_frames(frames)
         except ConnectionClosedError as exc:
             self._terminate(exc)
+        except FrameError as exc:  # the transport refused a frame (too large, text message, ...)
+            self._protocol_violation(str(exc))
         except Exception as exc:
             logger.exception("reader failed")
             self._protocol_violation(f"internal error while reading: {exc!r}")
@@ -367,9 +425,60 @@ class RSocket:
                     continue
                 self._protocol_violation(str(exc))
                 return
+            if self._reassembly or getattr(frame, "follows", False):
+                try:
+                    reassembled = self._reassemble(frame)
+                except FrameError as exc:
+                    self._protocol_violation(str(exc))
+                    return
+                if reassembled is None:
+                    continue
+                frame = reassembled
             dispatch[type(frame)](frame)
             if self._error is not None:
                 return
+
+    def _reassemble(self, frame: Frame) -> Frame | None:
+        """Feed fragments per stream (FG2, FG6); return a frame to dispatch, or None while partial."""
+        stream_id = frame.stream_id
+        partial = self._reassembly.get(stream_id)
+        if partial is not None:
+            if isinstance(frame, PayloadFrame):
+                whole = partial.add(frame)
+                self._check_reassembly_budget()
+                if whole is not None:
+                    del self._reassembly[stream_id]
+                return whole
+            if isinstance(frame, (CancelFrame, ErrorFrame)):
+                del self._reassembly[stream_id]  # FG7: the partial item is discarded
+            return frame  # REQUEST_N, CANCEL, ERROR, another request: dispatched as usual (FG6)
+        if not getattr(frame, "follows", False) or stream_id == 0:
+            return frame
+        if isinstance(frame, PayloadFrame):
+            if frame.complete:
+                return frame  # U3: F with C is the last (and only) fragment
+            if stream_id not in self._streams:
+                return None  # U2: fragments for unknown streams are dropped
+        elif stream_id in self._streams:
+            return None  # ID5: a request on a live id is ignored, fragmented or not
+        assert isinstance(
+            frame,
+            (
+                PayloadFrame,
+                RequestResponseFrame,
+                RequestFireAndForgetFrame,
+                RequestStreamFrame,
+                RequestChannelFrame,
+            ),
+        )
+        self._reassembly[stream_id] = Reassembler(frame, self._options.max_reassembled_size)
+        self._check_reassembly_budget()
+        return None
+
+    def _check_reassembly_budget(self) -> None:
+        total = sum(partial.size for partial in self._reassembly.values())
+        if total > 4 * self._options.max_reassembled_size:
+            raise FrameError("fragments held for all streams exceed the connection's reassembly budget (FG7)")
 
     def _protocol_violation(self, message: str) -> None:
         """Tell the peer what it did wrong (ERROR[CONNECTION_ERROR] on stream 0) and close."""
@@ -431,10 +540,20 @@ class RSocket:
     def _on_metadata_push(self, frame: MetadataPushFrame) -> None:
         if frame.stream_id != 0:
             return  # MP2
-        self._task_group.start_soon(self._run_metadata_push, frame.metadata)
+        if self._active_requests >= self._options.max_concurrent_requests:
+            logger.warning("dropping METADATA_PUSH: too many concurrent requests")
+            return
+        self._spawn(run_metadata_push, self._handler, frame.metadata)
 
     def _on_lease(self, frame: LeaseFrame) -> None:
-        self._mark_established()  # S4; lease accounting is not negotiated on this connection
+        self._mark_established()  # S4
+        if not self._lease_enabled:
+            return  # leasing was not negotiated: a stray LEASE changes nothing
+        self._lease_received.grant(frame.ttl, frame.number_of_requests, anyio.current_time())
+        event = self._lease_event
+        if event is not None:
+            self._lease_event = None
+            event.set()
 
     def _on_setup(self, frame: SetupFrame) -> None:
         pass  # S9: a SETUP after establishment (or at a client) is ignored
@@ -448,8 +567,8 @@ class RSocket:
 
     # --- inbound requests (responder side) ------------------------------------------------------
 
-    def _accept_request_id(self, stream_id: int) -> bool:
-        """Whether a request on ``stream_id`` should start a new responder stream (ID5)."""
+    def _accept_request(self, stream_id: int, answerable: bool = True) -> bool:
+        """Whether a request on ``stream_id`` starts a new responder (ID5, L3, limits)."""
         if stream_id == 0 or stream_id % 2 == self._first_stream_id % 2:
             # ID5 gap (our rule): a request on stream 0 or on our own parity is a protocol error.
             self._protocol_violation(f"request on stream {stream_id}, which the peer may not open")
@@ -457,144 +576,63 @@ class RSocket:
         if stream_id in self._streams:
             return False  # ID5: a duplicate request leaves the live stream untouched
         self._mark_established()
+        reason = None
         if self._draining:
-            self._send_frame(
-                encode_frame(ErrorFrame(stream_id, ErrorCode.REJECTED, b"connection is closing"))
-            )
-            return False
-        return True
+            reason = b"connection is closing"
+        elif self._lease_enabled and not self._lease_granted.try_spend(anyio.current_time()):
+            reason = b"request exceeds the lease granted to the requester (L3)"
+        elif self._active_requests >= self._options.max_concurrent_requests:
+            reason = b"too many concurrent requests on this connection"
+        if reason is None:
+            return True
+        if answerable:
+            self._send_frame(encode_frame(ErrorFrame(stream_id, ErrorCode.REJECTED, reason)))
+        return False
 
-    def _reject_fragmented(self, stream_id: int) -> None:
-        self._send_frame(
-            encode_frame(ErrorFrame(stream_id, ErrorCode.INVALID, b"fragmented requests are not supported"))
-        )
+    def _spawn(self, function: Callable[..., Awaitable[None]], *args: Any) -> None:
+        self._active_requests += 1
+        self._task_group.start_soon(self._run_counted, function, *args)
+
+    async def _run_counted(self, function: Callable[..., Awaitable[None]], *args: Any) -> None:
+        try:
+            await function(*args)
+        finally:
+            self._active_requests -= 1
 
     def _on_request_response(self, frame: RequestResponseFrame) -> None:
-        if not self._accept_request_id(frame.stream_id):
-            return
-        if frame.follows:
-            self._reject_fragmented(frame.stream_id)
+        if not self._accept_request(frame.stream_id):
             return
         state = ResponderTask(self, frame.stream_id)
         self._streams[frame.stream_id] = state
-        self._task_group.start_soon(self._run_request_response, state, Payload(frame.data, frame.metadata))
+        self._spawn(run_request_response, self, self._handler, state, Payload(frame.data, frame.metadata))
 
     def _on_fire_and_forget(self, frame: RequestFireAndForgetFrame) -> None:
-        if not self._accept_request_id(frame.stream_id) or frame.follows:
+        if not self._accept_request(frame.stream_id, answerable=False):
             return  # IX3: never answer a fire-and-forget, not even with ERROR
-        self._task_group.start_soon(self._run_fire_and_forget, Payload(frame.data, frame.metadata))
+        self._spawn(run_fire_and_forget, self._handler, Payload(frame.data, frame.metadata))
 
     def _on_request_stream(self, frame: RequestStreamFrame) -> None:
-        if not self._accept_request_id(frame.stream_id):
-            return
-        if frame.follows:
-            self._reject_fragmented(frame.stream_id)
+        if not self._accept_request(frame.stream_id):
             return
         state = ResponderStream(self, frame.stream_id, frame.initial_request_n)
         self._streams[frame.stream_id] = state
-        self._task_group.start_soon(self._run_stream, state, Payload(frame.data, frame.metadata), None)
+        self._spawn(run_stream, self, self._handler, state, Payload(frame.data, frame.metadata), None)
 
     def _on_request_channel(self, frame: RequestChannelFrame) -> None:
-        if not self._accept_request_id(frame.stream_id):
-            return
-        if frame.follows:
-            self._reject_fragmented(frame.stream_id)
+        if not self._accept_request(frame.stream_id):
             return
         state = ResponderChannel(self, frame.stream_id, frame.initial_request_n, frame.complete)
         self._streams[frame.stream_id] = state
-        self._task_group.start_soon(
-            self._run_stream, state, Payload(frame.data, frame.metadata), state.inbound
+        self._spawn(
+            run_stream, self, self._handler, state, Payload(frame.data, frame.metadata), state.inbound
         )
 
-    async def _run_request_response(self, state: ResponderTask, payload: Payload) -> None:
-        with state.scope:
-            try:
-                result = await self._handler.request_response(payload)
-            except Exception as exc:
-                if state.live:
-                    state.live = False
-                    self._send_if_open(_error_frame_for(state.stream_id, exc))
-            else:
-                if state.live:
-                    state.live = False
-                    if result is None:
-                        frame = PayloadFrame(state.stream_id, complete=True)
-                    else:
-                        frame = PayloadFrame(
-                            state.stream_id, result.data, result.metadata, complete=True, next=True
-                        )
-                    try:
-                        self._send_if_open(encode_frame(frame))
-                    except FrameError as error:
-                        self._send_if_open(_error_frame_for(state.stream_id, error))
-        self._release(state.stream_id, state)
-
-    async def _run_fire_and_forget(self, payload: Payload) -> None:
-        try:
-            await self._handler.fire_and_forget(payload)
-        except Exception:
-            logger.exception("fire-and-forget handler failed")
-
-    async def _run_metadata_push(self, metadata: bytes) -> None:
-        try:
-            await self._handler.metadata_push(metadata)
-        except Exception:
-            logger.exception("metadata-push handler failed")
-
-    async def _run_stream(
-        self, state: ResponderStream, payload: Payload, inbound: AsyncIterator[Payload] | None
-    ) -> None:
-        """Drive a stream or channel handler, pulling an item only while the requester has credit."""
-        generator: Any = None
-        with state.scope:
-            try:
-                if inbound is None:
-                    generator = self._handler.request_stream(payload)
-                else:
-                    generator = self._handler.request_channel(payload, inbound)
-                if inspect.isawaitable(generator):
-                    generator = await generator
-                next_item = generator.__anext__
-                stream_id = state.stream_id
-                while True:
-                    if state.credit <= 0:
-                        await state.wait_for_credit()
-                    try:
-                        item = await next_item()
-                    except StopAsyncIteration:
-                        break
-                    if not state.live:
-                        break
-                    if not state.unbounded:
-                        state.credit -= 1
-                    self._send_frame(
-                        encode_frame(PayloadFrame(stream_id, item.data, item.metadata, next=True))
-                    )
-                    await self._wait_writable()
-                if state.live:
-                    self._send_if_open(encode_frame(PayloadFrame(stream_id, complete=True)))
-                    state.outbound_complete()
-            except Exception as exc:
-                if state.live:
-                    state.live = False
-                    self._send_if_open(_error_frame_for(state.stream_id, exc))
-                    state.end()
-            finally:
-                aclose = getattr(generator, "aclose", None)
-                if aclose is not None:
-                    with anyio.CancelScope(shield=True), anyio.move_on_after(1):
-                        try:
-                            await aclose()
-                        except Exception:
-                            logger.exception("stream handler failed while closing")
-        if not state.live:
-            self._release(state.stream_id, state)
-
-    # --- keepalive -------------------------------------------------------------------------------
+    # --- keepalive and lease tasks ---------------------------------------------------------------
 
     async def _keepalive_loop(self) -> None:
         interval = self._setup.keepalive_interval
         lifetime = self._setup.max_lifetime
+        send_keepalives = self._options.send_keepalives
         with self._keepalive_scope:
             next_keepalive = anyio.current_time() + interval
             while self._error is None:
@@ -604,13 +642,22 @@ class RSocket:
                     # K3: silence for max-lifetime means the peer (or the path to it) is dead.
                     self._terminate(ConnectionClosedError(f"no frame from the peer for {lifetime:g} s (K3)"))
                     return
-                if self._send_keepalives and now >= next_keepalive:
+                if send_keepalives and now >= next_keepalive:
                     self._send_if_open(encode_frame(KeepaliveFrame(True)))
                     next_keepalive = now + interval
-                wake = deadline
-                if self._send_keepalives:
-                    wake = min(wake, next_keepalive)
+                wake = min(deadline, next_keepalive) if send_keepalives else deadline
                 await anyio.sleep(max(0.0, wake - now))
+
+    async def _lease_loop(self) -> None:
+        """Grant the peer leases per our strategy (S6: the responder MUST send one after SETUP)."""
+        strategy = self._options.lease_strategy or unlimited_lease_strategy()
+        with self._lease_scope:
+            while self._error is None:
+                lease = strategy.next_lease()
+                frame = lease.to_frame()
+                self._lease_granted.grant(frame.ttl, frame.number_of_requests, anyio.current_time())
+                self._send_if_open(encode_frame(frame))
+                await anyio.sleep(strategy.refresh_interval)
 
     # --- start and stop --------------------------------------------------------------------------
 
@@ -618,6 +665,8 @@ class RSocket:
         self._task_group.start_soon(self._write_loop)
         self._task_group.start_soon(self._read_loop, initial_frames)
         self._task_group.start_soon(self._keepalive_loop)
+        if self._lease_enabled:
+            self._task_group.start_soon(self._lease_loop)
 
     async def _confirm_setup(self, timeout: float) -> None:
         """Client: probe with a KEEPALIVE so that a rejected SETUP surfaces here (S4)."""
@@ -645,175 +694,15 @@ class RSocket:
         self._error = error
         streams = list(self._streams.values())
         self._streams.clear()
+        self._reassembly.clear()
         for state in streams:
             state._on_connection_closed(error)
         self._closed.set()
         self._reader_scope.cancel()
         self._keepalive_scope.cancel()
+        self._lease_scope.cancel()
         self._writer_scope.deadline = anyio.current_time() + CLOSE_FLUSH_TIMEOUT
-        for event in (self._writer_wakeup, self._writable):
+        for event in (self._writer_wakeup, self._writable, self._lease_event):
             if event is not None:
                 event.set()
-        self._writer_wakeup = self._writable = None
-
-
-class ResponderTask:
-    """A request-response being answered: cancelling it cancels the handler's task."""
-
-    __slots__ = ("connection", "live", "scope", "stream_id")
-
-    def __init__(self, connection: RSocket, stream_id: int) -> None:
-        self.connection = connection
-        self.stream_id = stream_id
-        self.scope = anyio.CancelScope()
-        self.live = True
-
-    def _on_payload(self, frame: PayloadFrame) -> bool:
-        return False
-
-    def _on_error(self, frame: ErrorFrame) -> bool:
-        return self._on_cancel(None)
-
-    def _on_request_n(self, frame: RequestNFrame) -> bool:
-        return False  # RN7
-
-    def _on_cancel(self, frame: CancelFrame | None) -> bool:
-        if self.live:
-            self.live = False
-            self.connection._release(self.stream_id, self)
-            self.scope.cancel()
-        return True
-
-    def _on_connection_closed(self, error: ConnectionClosedError) -> None:
-        self.live = False
-        self.scope.cancel()
-
-
-class ResponderStream(ResponderTask):
-    """A request-stream being answered: tracks the requester's credit (RN1-RN4)."""
-
-    __slots__ = ("_credit_event", "credit", "unbounded")
-
-    def __init__(self, connection: RSocket, stream_id: int, initial_n: int) -> None:
-        super().__init__(connection, stream_id)
-        # RN6 (our rule): a zero initial request-n grants nothing; the requester must send REQUEST_N.
-        self.credit = initial_n
-        self.unbounded = initial_n >= MAX_REQUEST_N
-        self._credit_event: anyio.Event | None = None
-
-    def _on_request_n(self, frame: RequestNFrame) -> bool:
-        if frame.request_n <= 0 or self.unbounded:
-            return True  # RN6: zero is ignored; RN4: nothing to add to unbounded credit
-        credit = self.credit + frame.request_n
-        if credit >= MAX_REQUEST_N:
-            self.unbounded = True
-        self.credit = min(credit, MAX_REQUEST_N)
-        event = self._credit_event
-        if event is not None:
-            self._credit_event = None
-            event.set()
-        return True
-
-    async def wait_for_credit(self) -> None:
-        while self.credit <= 0 and not self.unbounded:
-            event = self._credit_event
-            if event is None:
-                event = self._credit_event = anyio.Event()
-            await event.wait()
-
-    def outbound_complete(self) -> None:
-        """Our COMPLETE went out: for a stream that ends the interaction."""
-        self.end()
-
-    def end(self) -> None:
-        self.live = False
-        self.connection._release(self.stream_id, self)
-
-
-class ResponderChannel(ResponderStream):
-    """A request-channel being answered: credit for our half, a bounded buffer for theirs."""
-
-    __slots__ = ("_granted", "_inbound_done", "_items", "_items_in", "_outbound_done", "inbound")
-
-    def __init__(self, connection: RSocket, stream_id: int, initial_n: int, requester_complete: bool) -> None:
-        super().__init__(connection, stream_id, initial_n)
-        self._items_in, self._items = anyio.create_memory_object_stream[Payload](math.inf)
-        self._inbound_done = requester_complete
-        self._outbound_done = False
-        self._granted = 0  # credit we gave the requester and it has not used yet
-        self.inbound = self._iterate_inbound()
-        if requester_complete:
-            self._items_in.close()
-        else:
-            # IX5: the responder MUST answer REQUEST_CHANNEL with a REQUEST_N.
-            self._grant(RESPONDER_CHANNEL_WINDOW)
-
-    def _grant(self, n: int) -> None:
-        self._granted += n
-        self.connection._send_if_open(encode_frame(RequestNFrame(self.stream_id, n)))
-
-    async def _iterate_inbound(self) -> AsyncIterator[Payload]:
-        consumed = 0
-        refill = max(1, RESPONDER_CHANNEL_WINDOW // 2)
-        items = self._items
-        while True:
-            try:
-                item = await items.receive()
-            except anyio.EndOfStream:
-                return
-            yield item
-            consumed += 1
-            if consumed >= refill and not self._inbound_done and self.live:
-                self._grant(consumed)
-                consumed = 0
-
-    def _on_payload(self, frame: PayloadFrame) -> bool:
-        if self._inbound_done:
-            return False
-        if frame.follows and not frame.complete:
-            self._fail(InvalidError("fragmented payloads are not supported yet"))
-            return True
-        if frame.next:
-            if self._granted <= 0:
-                # RN6 (our rule): more elements than we granted is a stream error.
-                self._fail(InvalidError("requester sent more channel elements than granted"))
-                return True
-            self._granted -= 1
-            self._items_in.send_nowait(Payload(frame.data, frame.metadata))
-        if frame.complete:
-            self._inbound_done = True
-            self._items_in.close()
-            if self._outbound_done:
-                self.end()
-        return True
-
-    def _fail(self, error: RSocketError) -> None:
-        if self.live:
-            self.live = False
-            self.connection._send_if_open(_error_frame_for(self.stream_id, error))
-            self.connection._release(self.stream_id, self)
-            self._items_in.close()
-            self.scope.cancel()
-
-    def _on_error(self, frame: ErrorFrame) -> bool:
-        self._items_in.close()
-        return self._on_cancel(None)
-
-    def _on_cancel(self, frame: CancelFrame | None) -> bool:
-        self._items_in.close()
-        return super()._on_cancel(frame)
-
-    def outbound_complete(self) -> None:
-        self._outbound_done = True
-        if self._inbound_done:
-            self.end()
-        else:
-            # [java] our handler is done, so nobody will consume the requester's half: stop it.
-            self._inbound_done = True
-            self._items_in.close()
-            self.connection._send_if_open(encode_frame(CancelFrame(self.stream_id)))
-            self.end()
-
-    def _on_connection_closed(self, error: ConnectionClosedError) -> None:
-        self._items_in.close()
-        super()._on_connection_closed(error)
+        self._writer_wakeup = self._writable = self._lease_event = None

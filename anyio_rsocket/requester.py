@@ -58,22 +58,22 @@ class PendingResponse:
         self.connection._release(self.stream_id, self)
         self.event.set()
 
-    def _on_payload(self, frame: PayloadFrame) -> bool:
+    def _on_payload(self, frame: PayloadFrame) -> None:
         # IX2: a PAYLOAD for request-response ends it whether or not C is set; C-only is "no value".
         self.result = Payload(frame.data, frame.metadata) if frame.next else Payload()
         self._settle()
-        return True
+        return
 
-    def _on_error(self, frame: ErrorFrame) -> bool:
+    def _on_error(self, frame: ErrorFrame) -> None:
         self.error = error_from_code(frame.error_code, frame.message)
         self._settle()
-        return True
+        return
 
-    def _on_request_n(self, frame: RequestNFrame) -> bool:
-        return False  # RN7: no effect on request-response
+    def _on_request_n(self, frame: RequestNFrame) -> None:
+        return  # RN7: no effect on request-response
 
-    def _on_cancel(self, frame: CancelFrame) -> bool:
-        return False
+    def _on_cancel(self, frame: CancelFrame) -> None:
+        return
 
     def _on_connection_closed(self, error: ConnectionClosedError) -> None:
         self.error = error
@@ -117,19 +117,21 @@ class RequestStream(ObjectReceiveStream[Payload]):
 
     # --- lifecycle -------------------------------------------------------------------------------
 
-    def _request_frame(self, stream_id: int) -> bytes:
-        return encode_frame(
-            RequestStreamFrame(stream_id, self._initial_n, self._payload.data, self._payload.metadata)
-        )
+    def _request_frame(self, stream_id: int) -> RequestStreamFrame | RequestChannelFrame:
+        return RequestStreamFrame(stream_id, self._initial_n, self._payload.data, self._payload.metadata)
 
-    def _start(self) -> None:
+    async def _start(self) -> None:
+        """Send the request (after spending a lease unit when leasing is on)."""
         if self._started:
+            return
+        await self._connection._acquire_lease()
+        if self._started:  # another task started us while we waited for a lease
             return
         self._started = True
         self.stream_id = self._connection._open_stream(self, self._request_frame)
 
     async def __aenter__(self) -> RequestStream:
-        self._start()
+        await self._start()
         return self
 
     async def __aexit__(
@@ -169,7 +171,7 @@ class RequestStream(ObjectReceiveStream[Payload]):
     async def receive(self) -> Payload:
         """Wait for the next item; cancelling this wait loses nothing."""
         if not self._started:
-            self._start()
+            await self._start()
         try:
             item = await self._items.receive()
         except anyio.EndOfStream:
@@ -187,7 +189,7 @@ class RequestStream(ObjectReceiveStream[Payload]):
         """Grant the responder ``n`` more items (queues a REQUEST_N; credits are additive, RN1)."""
         n = _check_credit("n", n)
         if not self._started:
-            self._start()
+            raise RuntimeError("open the stream with 'async with' before requesting more items")
         if self._inbound_done or self._unbounded:
             return
         total = self._outstanding + n
@@ -209,37 +211,34 @@ class RequestStream(ObjectReceiveStream[Payload]):
 
     # --- reader callbacks (synchronous, never block) --------------------------------------------
 
-    def _on_payload(self, frame: PayloadFrame) -> bool:
+    def _on_payload(self, frame: PayloadFrame) -> None:
         if self._inbound_done:
-            return False
-        if frame.follows and not frame.complete:
-            self._fail_locally(InvalidError("fragmented payloads are not supported yet"))
-            return True
+            return
         if frame.next:
             if not self._unbounded:
                 if self._outstanding <= 0:
                     # RN6 (our rule): a responder exceeding credit is cancelled and the consumer
                     # gets InvalidError; we never buffer beyond what was granted.
                     self._fail_locally(InvalidError("responder sent more items than requested"))
-                    return True
+                    return
                 self._outstanding -= 1
             self._items_in.send_nowait(Payload(frame.data, frame.metadata))
         if frame.complete:
             self._on_inbound_complete()
-        return True
+        return
 
     def _on_inbound_complete(self) -> None:
         self._finish(None)
 
-    def _on_error(self, frame: ErrorFrame) -> bool:
+    def _on_error(self, frame: ErrorFrame) -> None:
         self._finish(error_from_code(frame.error_code, frame.message))
-        return True
+        return
 
-    def _on_request_n(self, frame: RequestNFrame) -> bool:
-        return False
+    def _on_request_n(self, frame: RequestNFrame) -> None:
+        return
 
-    def _on_cancel(self, frame: CancelFrame) -> bool:
-        return False
+    def _on_cancel(self, frame: CancelFrame) -> None:
+        return
 
     def _on_connection_closed(self, error: ConnectionClosedError) -> None:
         self._finish(error)
@@ -275,19 +274,17 @@ class RequestChannel(RequestStream, ObjectStream[Payload]):
         self._send_unbounded = False
         self._credit_event: anyio.Event | None = None
 
-    def _request_frame(self, stream_id: int) -> bytes:
-        return encode_frame(
-            RequestChannelFrame(
-                stream_id,
-                self._initial_n,
-                self._payload.data,
-                self._payload.metadata,
-                complete=self._outbound_done,
-            )
+    def _request_frame(self, stream_id: int) -> RequestStreamFrame | RequestChannelFrame:
+        return RequestChannelFrame(
+            stream_id,
+            self._initial_n,
+            self._payload.data,
+            self._payload.metadata,
+            complete=self._outbound_done,
         )
 
     async def __aenter__(self) -> RequestChannel:
-        self._start()
+        await self._start()
         return self
 
     async def __aexit__(
@@ -325,28 +322,28 @@ class RequestChannel(RequestStream, ObjectStream[Payload]):
         if self._outbound_done or self._outbound_cancelled:
             self._finish(None)
 
-    def _on_request_n(self, frame: RequestNFrame) -> bool:
+    def _on_request_n(self, frame: RequestNFrame) -> None:
         if frame.request_n <= 0:
-            return True  # RN6 (our rule): a zero request-n is ignored
+            return  # RN6 (our rule): a zero request-n is ignored
         credit = self._send_credit + frame.request_n
         if credit >= MAX_REQUEST_N:
             self._send_unbounded = True  # RN4
         self._send_credit = min(credit, MAX_REQUEST_N)
         self._wake_senders()
-        return True
+        return
 
-    def _on_cancel(self, frame: CancelFrame) -> bool:
+    def _on_cancel(self, frame: CancelFrame) -> None:
         # [java] the responder stops consuming our half; we keep receiving.
         self._outbound_cancelled = True
         self._wake_senders()
         if self._inbound_done:
             self._finish(None)
-        return True
+        return
 
     async def send(self, item: Payload) -> None:
         """Send one element, waiting while the responder has granted no credit."""
         if not self._started:
-            self._start()
+            await self._start()
         while True:
             if self._outbound_done:
                 raise anyio.ClosedResourceError("send_eof() was already called on this channel")
@@ -362,15 +359,13 @@ class RequestChannel(RequestStream, ObjectStream[Payload]):
             await event.wait()
         if not self._send_unbounded:
             self._send_credit -= 1
-        self._connection._send_frame(
-            encode_frame(PayloadFrame(self.stream_id, item.data, item.metadata, next=True))
-        )
+        self._connection._send_item(PayloadFrame(self.stream_id, item.data, item.metadata, next=True))
         await self._connection._wait_writable()
 
     async def send_eof(self) -> None:
         """Complete our half of the channel; receiving continues until the responder completes."""
         if not self._started:
-            self._start()
+            await self._start()
         if self._outbound_done or self._finished or self._outbound_cancelled:
             self._outbound_done = True
             return

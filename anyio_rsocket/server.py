@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import ssl
+import sys
 
 import anyio
 from anyio.abc import ByteStream, TaskStatus
@@ -21,9 +22,15 @@ from .errors import (
 )
 from .frames import ErrorFrame, ResumeFrame, SetupFrame, decode_frame, encode_frame
 from .handler import RequestHandler
+from .options import PeerOptions, ServerOptions
 from .setup_info import SetupInfo
 from .transports.base import Transport
 from .transports.tcp import ByteStreamTransport
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # pragma: no cover - Python 3.10
+    from typing_extensions import Unpack
 
 logger = logging.getLogger("anyio_rsocket.server")
 
@@ -48,8 +55,6 @@ def _validate_setup(frame: object) -> SetupFrame:
         raise SetupError("keepalive interval and max lifetime must be positive (F2)")
     if frame.resume_token is not None:
         raise SetupError("resumption is not supported by this server", ErrorCode.REJECTED_SETUP)
-    if frame.lease:
-        raise SetupError("leasing is not supported by this server", ErrorCode.UNSUPPORTED_SETUP)
     return frame
 
 
@@ -63,19 +68,27 @@ async def _refuse(transport: Transport, error: SetupError) -> None:
 
 
 async def serve_connection(
-    transport: Transport,
-    handler_factory: HandlerFactory,
-    *,
-    setup_timeout: float = SETUP_TIMEOUT,
+    transport: Transport, handler_factory: HandlerFactory, **options: Unpack[ServerOptions]
 ) -> None:
     """Serve one accepted connection until it ends; never raises for a peer's misbehaviour.
 
     Reads SETUP, calls ``handler_factory(rsocket)`` (which may be async or raise
-    :class:`RejectedSetupError`), then answers requests until the connection closes.
+    :class:`RejectedSetupError`), then answers requests until the connection closes. See
+    :class:`~anyio_rsocket.options.ServerOptions` for the options.
     """
+    setup_timeout = options.get("setup_timeout", SETUP_TIMEOUT)
+    defaults = PeerOptions()
+    peer_options = PeerOptions(
+        fragment_size=options.get("fragment_size"),
+        max_reassembled_size=options.get("max_reassembled_size", defaults.max_reassembled_size),
+        max_concurrent_requests=options.get("max_concurrent_requests", defaults.max_concurrent_requests),
+        max_stream_id=options.get("max_stream_id", defaults.max_stream_id),
+        send_keepalives=options.get("send_keepalives", False),
+        lease_strategy=options.get("lease"),
+    )
     try:
         async with unwrap_exception_groups():
-            await _serve_connection(transport, handler_factory, setup_timeout)
+            await _serve_connection(transport, handler_factory, setup_timeout, peer_options)
     except ConnectionClosedError:
         pass
     finally:
@@ -84,7 +97,7 @@ async def serve_connection(
 
 
 async def _serve_connection(
-    transport: Transport, handler_factory: HandlerFactory, setup_timeout: float
+    transport: Transport, handler_factory: HandlerFactory, setup_timeout: float, options: PeerOptions
 ) -> None:
     frames: list[bytes] = []
     with anyio.move_on_after(setup_timeout):
@@ -105,7 +118,7 @@ async def _serve_connection(
             task_group,
             is_client=False,
             setup=SetupInfo.from_frame(setup_frame),
-            send_keepalives=False,
+            options=options,
         )
         try:
             handler = handler_factory(rsocket)
@@ -132,9 +145,11 @@ async def _serve_connection(
             task_group.cancel_scope.cancel()
 
 
-async def serve_stream(stream: ByteStream, handler_factory: HandlerFactory) -> None:
+async def serve_stream(
+    stream: ByteStream, handler_factory: HandlerFactory, **options: Unpack[ServerOptions]
+) -> None:
     """Serve RSocket over one accepted byte stream (length-prefixed frames)."""
-    await serve_connection(ByteStreamTransport(stream), handler_factory)
+    await serve_connection(ByteStreamTransport(stream), handler_factory, **options)
 
 
 async def serve_tcp(
@@ -144,6 +159,7 @@ async def serve_tcp(
     *,
     ssl_context: ssl.SSLContext | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+    **options: Unpack[ServerOptions],
 ) -> None:
     """Serve RSocket over TCP (TLS with ``ssl_context``) until cancelled.
 
@@ -161,7 +177,7 @@ async def serve_tcp(
 
         async def handle(stream: ByteStream) -> None:
             try:
-                await serve_stream(stream, handler_factory)
+                await serve_stream(stream, handler_factory, **options)
             except Exception:
                 logger.exception("connection handler failed")
 

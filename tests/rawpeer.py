@@ -95,13 +95,13 @@ async def raw_server(**client_options: Any) -> AsyncIterator[tuple[RSocket, RawP
 
 @asynccontextmanager
 async def raw_client(
-    handler_factory: HandlerFactory, setup: SetupFrame | None = DEFAULT_SETUP
+    handler_factory: HandlerFactory, setup: SetupFrame | None = DEFAULT_SETUP, **server_options: Any
 ) -> AsyncIterator[RawPeer]:
     """Our server serving one connection whose client is a raw peer (SETUP sent unless None)."""
     client_transport, server_transport = memory_transport_pair()
     peer = RawPeer(client_transport)
     async with anyio.create_task_group() as task_group:
-        task_group.start_soon(serve_connection, server_transport, handler_factory)
+        task_group.start_soon(lambda: serve_connection(server_transport, handler_factory, **server_options))
         if setup is not None:
             await peer.send(setup)
         yield peer

@@ -1,0 +1,300 @@
+"""Responder side: the per-request state the reader feeds, and the tasks that run user handlers.
+
+Each inbound request gets a state object (registered under its stream id, fed synchronously by the
+reader) and one task in the connection's task group that runs the user's handler. Stream and channel
+handlers are async generators advanced only while the requester has credit.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .errors import (
+    CONNECTION_ERROR_CODES,
+    ConnectionClosedError,
+    ErrorCode,
+    FrameError,
+    InvalidError,
+    RSocketError,
+)
+from .frames import (
+    MAX_REQUEST_N,
+    CancelFrame,
+    ErrorFrame,
+    PayloadFrame,
+    RequestNFrame,
+    encode_frame,
+)
+from .handler import RequestHandler
+from .payload import Payload
+
+if TYPE_CHECKING:
+    from .connection import RSocket
+
+logger = logging.getLogger("anyio_rsocket")
+
+#: Credit a channel responder grants the requester, topped up as the handler consumes.
+RESPONDER_CHANNEL_WINDOW = 256
+
+
+def error_frame_for(stream_id: int, exc: BaseException) -> bytes:
+    """The ERROR frame that reports ``exc`` from a responder (codes kept for RSocketError)."""
+    if isinstance(exc, RSocketError) and exc.code not in CONNECTION_ERROR_CODES and exc.code:
+        code, message = exc.code, exc.message
+    else:
+        code, message = ErrorCode.APPLICATION_ERROR, str(exc) or type(exc).__name__
+    return encode_frame(ErrorFrame(stream_id, code, message.encode("utf-8", "replace")))
+
+
+class ResponderTask:
+    """A request-response being answered: cancelling it cancels the handler's task."""
+
+    __slots__ = ("connection", "live", "scope", "stream_id")
+
+    def __init__(self, connection: RSocket, stream_id: int) -> None:
+        self.connection = connection
+        self.stream_id = stream_id
+        self.scope = anyio.CancelScope()
+        self.live = True
+
+    def _on_payload(self, frame: PayloadFrame) -> None:
+        pass
+
+    def _on_error(self, frame: ErrorFrame) -> None:
+        self._on_cancel(None)
+
+    def _on_request_n(self, frame: RequestNFrame) -> None:
+        pass  # RN7
+
+    def _on_cancel(self, frame: CancelFrame | None) -> None:
+        if self.live:
+            self.live = False
+            self.connection._release(self.stream_id, self)
+            self.scope.cancel()
+
+    def _on_connection_closed(self, error: ConnectionClosedError) -> None:
+        self.live = False
+        self.scope.cancel()
+
+    def end(self) -> None:
+        """Our terminal frame went out: the interaction is over."""
+        self.live = False
+        self.connection._release(self.stream_id, self)
+
+
+class ResponderStream(ResponderTask):
+    """A request-stream being answered: tracks the requester's credit (RN1-RN4)."""
+
+    __slots__ = ("_credit_event", "credit", "unbounded")
+
+    def __init__(self, connection: RSocket, stream_id: int, initial_n: int) -> None:
+        super().__init__(connection, stream_id)
+        # RN6 (our rule): a zero initial request-n grants nothing; the requester must send REQUEST_N.
+        self.credit = initial_n
+        self.unbounded = initial_n >= MAX_REQUEST_N
+        self._credit_event: anyio.Event | None = None
+
+    def _on_request_n(self, frame: RequestNFrame) -> None:
+        if frame.request_n <= 0 or self.unbounded:
+            return  # RN6: zero is ignored; RN4: nothing to add to unbounded credit
+        credit = self.credit + frame.request_n
+        if credit >= MAX_REQUEST_N:
+            self.unbounded = True
+        self.credit = min(credit, MAX_REQUEST_N)
+        event = self._credit_event
+        if event is not None:
+            self._credit_event = None
+            event.set()
+
+    async def wait_for_credit(self) -> None:
+        while self.credit <= 0 and not self.unbounded:
+            event = self._credit_event
+            if event is None:
+                event = self._credit_event = anyio.Event()
+            await event.wait()
+
+    def outbound_complete(self) -> None:
+        """Our COMPLETE went out: for a stream that ends the interaction."""
+        self.end()
+
+
+class ResponderChannel(ResponderStream):
+    """A request-channel being answered: credit for our half, a bounded buffer for theirs."""
+
+    __slots__ = ("_granted", "_inbound_done", "_items", "_items_in", "_outbound_done", "inbound")
+
+    def __init__(self, connection: RSocket, stream_id: int, initial_n: int, requester_complete: bool) -> None:
+        super().__init__(connection, stream_id, initial_n)
+        self._items_in, self._items = anyio.create_memory_object_stream[Payload](math.inf)
+        self._inbound_done = requester_complete
+        self._outbound_done = False
+        self._granted = 0  # credit we gave the requester and it has not used yet
+        self.inbound = self._iterate_inbound()
+        if requester_complete:
+            self._items_in.close()
+        else:
+            # IX5: the responder MUST answer REQUEST_CHANNEL with a REQUEST_N.
+            self._grant(RESPONDER_CHANNEL_WINDOW)
+
+    def _grant(self, n: int) -> None:
+        self._granted += n
+        self.connection._send_if_open(encode_frame(RequestNFrame(self.stream_id, n)))
+
+    async def _iterate_inbound(self) -> AsyncIterator[Payload]:
+        consumed = 0
+        refill = max(1, RESPONDER_CHANNEL_WINDOW // 2)
+        items = self._items
+        while True:
+            try:
+                item = await items.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                return
+            yield item
+            consumed += 1
+            if consumed >= refill and not self._inbound_done and self.live:
+                self._grant(consumed)
+                consumed = 0
+
+    def _on_payload(self, frame: PayloadFrame) -> None:
+        if self._inbound_done:
+            return
+        if frame.next:
+            if self._granted <= 0:
+                # RN6 (our rule): more elements than we granted is a stream error.
+                self._fail(InvalidError("requester sent more channel elements than granted"))
+                return
+            self._granted -= 1
+            self._items_in.send_nowait(Payload(frame.data, frame.metadata))
+        if frame.complete:
+            self._inbound_done = True
+            self._items_in.close()
+            if self._outbound_done:
+                self.end()
+
+    def _fail(self, error: RSocketError) -> None:
+        if self.live:
+            self.live = False
+            self.connection._send_if_open(error_frame_for(self.stream_id, error))
+            self.connection._release(self.stream_id, self)
+            self._items_in.close()
+            self.scope.cancel()
+
+    def _on_error(self, frame: ErrorFrame) -> None:
+        self._items_in.close()
+        self._on_cancel(None)
+
+    def _on_cancel(self, frame: CancelFrame | None) -> None:
+        self._items_in.close()
+        super()._on_cancel(frame)
+
+    def outbound_complete(self) -> None:
+        self._outbound_done = True
+        if not self._inbound_done:
+            # [java] our handler is done, so nobody will consume the requester's half: stop it.
+            self._inbound_done = True
+            self._items_in.close()
+            self.connection._send_if_open(encode_frame(CancelFrame(self.stream_id)))
+        self.end()
+
+    def _on_connection_closed(self, error: ConnectionClosedError) -> None:
+        self._items_in.close()
+        super()._on_connection_closed(error)
+
+
+async def run_request_response(
+    connection: RSocket, handler: RequestHandler, state: ResponderTask, payload: Payload
+) -> None:
+    with state.scope:
+        try:
+            result = await handler.request_response(payload)
+        except Exception as exc:
+            if state.live:
+                state.end()
+                connection._send_if_open(error_frame_for(state.stream_id, exc))
+        else:
+            if state.live:
+                await connection._wait_writable()
+                if result is None:
+                    frame = PayloadFrame(state.stream_id, complete=True)
+                else:
+                    frame = PayloadFrame(
+                        state.stream_id, result.data, result.metadata, complete=True, next=True
+                    )
+                state.end()
+                try:
+                    connection._send_item_if_open(frame)
+                except FrameError as error:
+                    connection._send_if_open(error_frame_for(state.stream_id, error))
+    connection._release(state.stream_id, state)
+
+
+async def run_fire_and_forget(handler: RequestHandler, payload: Payload) -> None:
+    try:
+        await handler.fire_and_forget(payload)
+    except Exception:
+        logger.exception("fire-and-forget handler failed")
+
+
+async def run_metadata_push(handler: RequestHandler, metadata: bytes) -> None:
+    try:
+        await handler.metadata_push(metadata)
+    except Exception:
+        logger.exception("metadata-push handler failed")
+
+
+async def run_stream(
+    connection: RSocket,
+    handler: RequestHandler,
+    state: ResponderStream,
+    payload: Payload,
+    inbound: AsyncIterator[Payload] | None,
+) -> None:
+    """Drive a stream or channel handler, pulling an item only while the requester has credit."""
+    generator: Any = None
+    stream_id = state.stream_id
+    with state.scope:
+        try:
+            if inbound is None:
+                generator = handler.request_stream(payload)
+            else:
+                generator = handler.request_channel(payload, inbound)
+            if inspect.isawaitable(generator):
+                generator = await generator
+            next_item = generator.__anext__
+            send_item = connection._send_item
+            while True:
+                if state.credit <= 0:
+                    await state.wait_for_credit()
+                try:
+                    item = await next_item()
+                except StopAsyncIteration:
+                    break
+                if not state.live:
+                    break
+                if not state.unbounded:
+                    state.credit -= 1
+                send_item(PayloadFrame(stream_id, item.data, item.metadata, next=True))
+                await connection._wait_writable()
+            if state.live:
+                connection._send_if_open(encode_frame(PayloadFrame(stream_id, complete=True)))
+                state.outbound_complete()
+        except Exception as exc:
+            if state.live:
+                state.end()
+                connection._send_if_open(error_frame_for(stream_id, exc))
+        finally:
+            aclose = getattr(generator, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+                    try:
+                        await aclose()
+                    except Exception:
+                        logger.exception("stream handler failed while closing")
+    if not state.live:
+        connection._release(stream_id, state)
