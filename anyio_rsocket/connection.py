@@ -48,7 +48,7 @@ from .frames import (
     encode_frame,
 )
 from .handler import RequestHandler
-from .lease import LeaseAllowance, unlimited_lease_strategy
+from .lease import LeaseAllowance, LeaseStrategy, unlimited_lease_strategy
 from .options import PeerOptions
 from .payload import Payload
 from .requester import DEFAULT_INITIAL_N, PendingResponse, RequestChannel, RequestStream
@@ -648,25 +648,30 @@ class RSocket:
                 wake = min(deadline, next_keepalive) if send_keepalives else deadline
                 await anyio.sleep(max(0.0, wake - now))
 
-    async def _lease_loop(self) -> None:
-        """Grant the peer leases per our strategy (S6: the responder MUST send one after SETUP)."""
-        strategy = self._options.lease_strategy or unlimited_lease_strategy()
+    def _grant_lease(self, strategy: LeaseStrategy) -> None:
+        frame = strategy.next_lease().to_frame()
+        self._lease_granted.grant(frame.ttl, frame.number_of_requests, anyio.current_time())
+        self._send_if_open(encode_frame(frame))
+
+    async def _lease_loop(self, strategy: LeaseStrategy) -> None:
+        """Refresh the peer's lease on the strategy's schedule."""
         with self._lease_scope:
             while self._error is None:
-                lease = strategy.next_lease()
-                frame = lease.to_frame()
-                self._lease_granted.grant(frame.ttl, frame.number_of_requests, anyio.current_time())
-                self._send_if_open(encode_frame(frame))
                 await anyio.sleep(strategy.refresh_interval)
+                self._grant_lease(strategy)
 
     # --- start and stop --------------------------------------------------------------------------
 
     def _start(self, initial_frames: list[bytes] | None = None) -> None:
+        if self._lease_enabled:
+            # S6: the responder MUST send a LEASE after SETUP; queue it before reading anything so
+            # that it precedes every answer (a client may treat any answer as acceptance, S4).
+            strategy = self._options.lease_strategy or unlimited_lease_strategy()
+            self._grant_lease(strategy)
+            self._task_group.start_soon(self._lease_loop, strategy)
         self._task_group.start_soon(self._write_loop)
         self._task_group.start_soon(self._read_loop, initial_frames)
         self._task_group.start_soon(self._keepalive_loop)
-        if self._lease_enabled:
-            self._task_group.start_soon(self._lease_loop)
 
     async def _confirm_setup(self, timeout: float) -> None:
         """Client: probe with a KEEPALIVE so that a rejected SETUP surfaces here (S4)."""

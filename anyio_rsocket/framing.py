@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .errors import FrameTooLargeError, MalformedFrameError
+from .errors import FrameError, FrameTooLargeError, MalformedFrameError
 from .frames import MAX_FRAME_SIZE
 
 
@@ -33,21 +33,33 @@ class FrameBuffer:
     length above it raises :class:`FrameTooLargeError` before any of the frame is buffered.
     """
 
-    __slots__ = ("_buffer", "max_frame_size")
+    __slots__ = ("_buffer", "_error", "max_frame_size")
 
     def __init__(self, max_frame_size: int = MAX_FRAME_SIZE) -> None:
         if not 6 <= max_frame_size <= MAX_FRAME_SIZE:
             raise ValueError(f"max_frame_size must be in [6, {MAX_FRAME_SIZE}]")
         self.max_frame_size = max_frame_size
         self._buffer = bytearray()
+        self._error: FrameError | None = None
 
     @property
     def buffered(self) -> int:
         """Number of bytes held while waiting for the rest of a frame."""
         return len(self._buffer)
 
+    def raise_pending(self) -> None:
+        """Raise the error found after the last frames :meth:`feed` returned, if any."""
+        if self._error is not None:
+            raise self._error
+
     def feed(self, chunk: bytes) -> list[bytes]:
-        """Add ``chunk`` and return every frame that is now complete, in order."""
+        """Add ``chunk`` and return every frame that is now complete, in order.
+
+        A bad length prefix raises at once when no complete frame precedes it in ``chunk``;
+        otherwise the frames before it are returned and the error is raised by the next call (and
+        by :meth:`raise_pending`), so that well-formed frames are never lost to a later bad one.
+        """
+        self.raise_pending()
         if self._buffer:
             self._buffer += chunk
             data: bytes | bytearray = self._buffer
@@ -59,14 +71,21 @@ class FrameBuffer:
         max_size = self.max_frame_size
         while available - position >= 3:
             length = int.from_bytes(data[position : position + 3], "big")
+            error: FrameError | None = None
             if length > max_size:
-                raise FrameTooLargeError(
+                error = FrameTooLargeError(
                     f"peer announced a {length}-byte frame; the limit is {max_size} bytes"
                 )
-            if length < 6:
-                raise MalformedFrameError(
+            elif length < 6:
+                error = MalformedFrameError(
                     f"peer announced a {length}-byte frame, shorter than the 6-byte header"
                 )
+            if error is not None:
+                self._error = error
+                self._buffer.clear()
+                if not frames:
+                    raise error
+                return frames
             end = position + 3 + length
             if end > available:
                 break

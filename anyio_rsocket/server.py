@@ -101,7 +101,11 @@ async def _serve_connection(
 ) -> None:
     frames: list[bytes] = []
     with anyio.move_on_after(setup_timeout):
-        frames = await transport.receive()
+        try:
+            frames = await transport.receive()
+        except FrameError as exc:  # not even one well-formed frame: the SETUP is unusable
+            await _refuse(transport, SetupError(f"malformed SETUP: {exc}"))
+            return
     if not frames:
         return  # no SETUP in time: drop the connection
     try:

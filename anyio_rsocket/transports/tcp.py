@@ -47,6 +47,7 @@ class ByteStreamTransport(Transport):
             raise ConnectionClosedError(f"connection lost while sending: {exc!r}") from exc
 
     async def receive(self) -> list[bytes]:
+        self._buffer.raise_pending()
         while True:
             try:
                 chunk = await self._stream.receive(_READ_SIZE)

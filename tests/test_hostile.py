@@ -1,0 +1,213 @@
+"""Hostile input: every abuse gets a clear error and a clean close, with memory bounded."""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+from anyio_rsocket import Payload, RequestHandler, connect_tcp, serve_tcp
+from anyio_rsocket import connection as connection_module
+from anyio_rsocket.errors import ConnectionClosedError, ErrorCode
+from anyio_rsocket.frames import (
+    MAX_REQUEST_N,
+    ErrorFrame,
+    KeepaliveFrame,
+    PayloadFrame,
+    RequestNFrame,
+    RequestResponseFrame,
+    RequestStreamFrame,
+    decode_frame,
+    encode_frame,
+)
+from anyio_rsocket.framing import FrameBuffer, prefix_frames
+from anyio_rsocket.server import serve_connection
+from anyio_rsocket.transports.base import Transport
+from anyio_rsocket.transports.memory import memory_transport_pair
+
+from .rawpeer import DEFAULT_SETUP, RawPeer, raw_client
+
+pytestmark = pytest.mark.anyio
+
+
+class Blocking(RequestHandler):
+    """Handlers that never finish, so requests stay in flight."""
+
+    async def request_response(self, payload: Payload) -> Payload:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async def request_stream(self, payload: Payload) -> AsyncIterator[Payload]:
+        while True:
+            yield Payload(b"x")
+
+
+async def _raw_tcp_exchange(port: int, data: bytes) -> list[object]:
+    """Send raw bytes to a server and collect the frames it answers before closing."""
+    frames: list[object] = []
+    buffer = FrameBuffer()
+    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+        await stream.send(data)
+        while True:
+            try:
+                chunk = await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                return frames
+            frames.extend(decode_frame(raw) for raw in buffer.feed(chunk))
+
+
+@pytest.mark.parametrize(
+    ("name", "payload", "reason"),
+    [
+        ("declared length under the header size T4", b"\x00\x00\x02ab", "shorter than the 6-byte header"),
+        ("truncated REQUEST_N T4", bytes.fromhex("0000080000000120000000"), "shorter than its minimum"),
+        (
+            "metadata overrun MD2",
+            bytes.fromhex("00000b000000011100000fff6162"),
+            "declares 4095 bytes of metadata",
+        ),
+    ],
+)
+async def test_malformed_input_over_tcp_gets_connection_error(name: str, payload: bytes, reason: str) -> None:
+    """Malformed frames after SETUP: ERROR[CONNECTION_ERROR] naming the problem, then close (T4)."""
+    setup = prefix_frames([encode_frame(DEFAULT_SETUP)])
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            port = await tg.start(serve_tcp, lambda rs: Blocking(), "127.0.0.1", 0)
+            frames = await _raw_tcp_exchange(port, setup + payload)
+            (error,) = frames
+            assert isinstance(error, ErrorFrame)
+            assert error.stream_id == 0 and error.error_code == ErrorCode.CONNECTION_ERROR
+            assert reason in error.message, (name, error.message)
+            # Other connections of the same server are unaffected.
+            async with connect_tcp("127.0.0.1", port) as rs:
+                assert not rs.is_closed
+            tg.cancel_scope.cancel()
+
+
+async def test_request_flood_is_rejected_beyond_the_limit() -> None:
+    """More concurrent requests than allowed: the excess gets ERROR[REJECTED], the rest proceed."""
+    with anyio.fail_after(5):
+        async with raw_client(lambda rs: Blocking(), max_concurrent_requests=5) as peer:
+            await peer.send(*(RequestResponseFrame(stream_id, b"") for stream_id in range(1, 41, 2)))
+            rejected = [await peer.expect(ErrorFrame) for _ in range(15)]
+            assert {frame.error_code for frame in rejected} == {ErrorCode.REJECTED}
+            assert sorted(frame.stream_id for frame in rejected) == list(range(11, 41, 2))
+
+
+async def test_request_n_flood_keeps_memory_flat_RN4() -> None:
+    """Thousands of REQUEST_N(2^31-1) saturate credit without growing state (edge case 3)."""
+
+    class OneThenWait(RequestHandler):
+        async def request_stream(self, payload: Payload) -> AsyncIterator[Payload]:
+            yield Payload(b"only")
+            await anyio.sleep_forever()
+
+    with anyio.fail_after(10):
+        async with raw_client(lambda rs: OneThenWait()) as peer:
+            await peer.send(RequestStreamFrame(1, 1, b""))
+            await peer.expect(PayloadFrame)
+            tracemalloc.start()
+            try:
+                for _ in range(4):
+                    await peer.send(*(RequestNFrame(1, MAX_REQUEST_N) for _ in range(500)))
+                await peer.round_trip()
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            assert peak < 20 * 1024 * 1024
+
+
+class _StuckTransport(Transport):
+    """Wraps a transport whose peer never reads: every send blocks forever."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+
+    async def send(self, frames: list[bytes]) -> None:
+        await anyio.sleep_forever()
+
+    async def receive(self) -> list[bytes]:
+        return await self.inner.receive()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_peer_that_never_reads_cannot_grow_our_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A keepalive flood from a peer that never reads our answers: the reader pauses (bounded)."""
+    monkeypatch.setattr(connection_module, "READER_PAUSE_BYTES", 10_000)
+    client_transport, server_transport = memory_transport_pair()
+    stuck = _StuckTransport(server_transport)
+    peer = RawPeer(client_transport)
+    seen: list[connection_module.RSocket] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+
+            def factory(rs: connection_module.RSocket) -> RequestHandler:
+                seen.append(rs)
+                return Blocking()
+
+            tg.start_soon(serve_connection, stuck, factory)
+            await peer.send(DEFAULT_SETUP)
+            for _ in range(10):
+                await peer.send(*(KeepaliveFrame(True, 0, b"k" * 50) for _ in range(500)))
+            await anyio.wait_all_tasks_blocked()
+            (server,) = seen
+            # 5,000 echoes of 64 bytes would be 320 kB; the queue stops one batch past the mark.
+            assert server._outbox_size <= 10_000 + 64 * 1
+            tg.cancel_scope.cancel()
+
+
+async def test_flooded_connection_leaves_other_connections_working() -> None:
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            port = await tg.start(serve_tcp, lambda rs: Blocking(), "127.0.0.1", 0)
+            async with await anyio.connect_tcp("127.0.0.1", port) as flooder:
+                await flooder.send(prefix_frames([encode_frame(DEFAULT_SETUP)]))
+                junk = prefix_frames([encode_frame(RequestNFrame(99, 5))] * 5000)
+                await flooder.send(junk)
+                async with connect_tcp("127.0.0.1", port) as rs:
+                    async with rs.request_stream(Payload(b""), initial_n=3, auto_request=False) as stream:
+                        assert [await stream.receive() for _ in range(3)] == [Payload(b"x")] * 3
+            tg.cancel_scope.cancel()
+
+
+async def test_unknown_frame_type_zero_is_never_valid_U1() -> None:
+    with anyio.fail_after(5):
+        async with raw_client(lambda rs: Blocking()) as peer:
+            await peer.send_raw(bytes.fromhex("000000010000"))
+            error = await peer.expect(ErrorFrame)
+            assert error.error_code == ErrorCode.CONNECTION_ERROR and "0x00" in error.message
+            await peer.expect_closed()
+
+
+async def test_connection_error_from_peer_fails_live_streams_E2() -> None:
+    with anyio.fail_after(5):
+        async with raw_client(lambda rs: Blocking()) as peer:
+            await peer.send(RequestStreamFrame(1, 1, b""))
+            await peer.expect(PayloadFrame)
+            await peer.send(ErrorFrame(0, ErrorCode.CONNECTION_ERROR, b"going"))
+            await peer.expect_closed()
+
+
+async def test_custom_error_codes_survive_E1() -> None:
+    """Edge case 21: 0xFFFFFFFE and codes >= 0x301 decode unsigned and re-encode losslessly."""
+    from anyio_rsocket import RSocketError
+
+    class Custom(RequestHandler):
+        async def request_response(self, payload: Payload) -> Payload:
+            raise RSocketError("custom", int(payload.data))
+
+    from anyio_rsocket.testing import connected_pair
+
+    with anyio.fail_after(5):
+        async with connected_pair(lambda rs: Custom()) as rs:
+            for code in (0x301, 0xFFFFFFFE):
+                with pytest.raises(RSocketError) as raised:
+                    await rs.request_response(Payload(b"%d" % code))
+                assert raised.value.code == code and raised.value.message == "custom"
+    with pytest.raises(ConnectionClosedError):
+        await rs.request_response(Payload(b"closed"))
