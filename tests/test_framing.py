@@ -178,9 +178,13 @@ def test_default_limit_accepts_largest_announced_length_T3() -> None:
 
 
 def test_too_large_frame_after_good_frames_in_same_chunk_T3() -> None:
+    """The good frame before a bad prefix is delivered; the error comes right after, never lost."""
     buffer = FrameBuffer(max_frame_size=64)
+    assert buffer.feed(prefix_frames([RAW[2]]) + b"\x00\x01\x00") == [RAW[2]]
     with pytest.raises(FrameTooLargeError):
-        buffer.feed(prefix_frames([RAW[2]]) + b"\x00\x01\x00")
+        buffer.raise_pending()
+    with pytest.raises(FrameTooLargeError):
+        buffer.feed(prefix_frames([RAW[2]]))
 
 
 @pytest.mark.parametrize("length", range(6))
@@ -190,8 +194,10 @@ def test_declared_length_below_header_size_is_malformed_T4(length: int) -> None:
     with pytest.raises(MalformedFrameError) as info:
         buffer.feed(length.to_bytes(3, "big"))
     assert str(info.value) == (f"peer announced a {length}-byte frame, shorter than the 6-byte header")
+    after_good_frames = FrameBuffer()
+    assert after_good_frames.feed(WIRE + length.to_bytes(3, "big") + bytes(length))  # good frames first
     with pytest.raises(MalformedFrameError):
-        FrameBuffer().feed(WIRE + length.to_bytes(3, "big") + bytes(length))
+        after_good_frames.raise_pending()
 
 
 @pytest.mark.parametrize("size", [5, 0, -1, MAX_FRAME_SIZE + 1])
