@@ -63,6 +63,7 @@ from .responder import (
 )
 from .setup_info import SetupInfo
 from .transports.base import Transport
+from .workers import WorkerPool
 
 logger = logging.getLogger("anyio_rsocket")
 
@@ -119,7 +120,7 @@ class RSocket:
         self._next_stream_id = self._first_stream_id
         self._streams: dict[int, Any] = {}
         self._reassembly: dict[int, Reassembler] = {}
-        self._active_requests = 0
+        self._workers = WorkerPool(task_group)
         self._outbox: list[bytes] = []
         self._outbox_size = 0
         self._writer_wakeup: anyio.Event | None = None
@@ -540,7 +541,7 @@ class RSocket:
     def _on_metadata_push(self, frame: MetadataPushFrame) -> None:
         if frame.stream_id != 0:
             return  # MP2
-        if self._active_requests >= self._options.max_concurrent_requests:
+        if self._workers.active >= self._options.max_concurrent_requests:
             logger.warning("dropping METADATA_PUSH: too many concurrent requests")
             return
         self._spawn(run_metadata_push, self._handler, frame.metadata)
@@ -581,7 +582,7 @@ class RSocket:
             reason = b"connection is closing"
         elif self._lease_enabled and not self._lease_granted.try_spend(anyio.current_time()):
             reason = b"request exceeds the lease granted to the requester (L3)"
-        elif self._active_requests >= self._options.max_concurrent_requests:
+        elif self._workers.active >= self._options.max_concurrent_requests:
             reason = b"too many concurrent requests on this connection"
         if reason is None:
             return True
@@ -590,14 +591,7 @@ class RSocket:
         return False
 
     def _spawn(self, function: Callable[..., Awaitable[None]], *args: Any) -> None:
-        self._active_requests += 1
-        self._task_group.start_soon(self._run_counted, function, *args)
-
-    async def _run_counted(self, function: Callable[..., Awaitable[None]], *args: Any) -> None:
-        try:
-            await function(*args)
-        finally:
-            self._active_requests -= 1
+        self._workers.submit(function, *args)
 
     def _on_request_response(self, frame: RequestResponseFrame) -> None:
         if not self._accept_request(frame.stream_id):
