@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import struct
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -28,6 +29,10 @@ from .errors import (
 )
 from .fragmentation import FragmentableFrame, Reassembler, fragment, needs_fragmentation
 from .frames import (
+    FLAG_COMPLETE,
+    FLAG_FOLLOWS,
+    FLAG_NEXT,
+    MAX_31,
     CancelFrame,
     ErrorFrame,
     ExtFrame,
@@ -46,6 +51,8 @@ from .frames import (
     SetupFrame,
     decode_frame,
     encode_frame,
+    encode_payload,
+    split_metadata,
 )
 from .handler import RequestHandler
 from .lease import LeaseAllowance, LeaseStrategy, unlimited_lease_strategy
@@ -77,13 +84,18 @@ CLOSE_FLUSH_TIMEOUT = 2.0
 #: Data of the KEEPALIVE that confirms SETUP (any echo proves the server accepted it).
 _SETUP_PROBE = b"anyio-rsocket:setup"
 
+_HEADER = struct.Struct(">IH")
+#: A PAYLOAD frame without F (type 0x0A): the type bits plus F must match exactly.
+_PAYLOAD_MASK = 0xFC00 | FLAG_FOLLOWS
+_PAYLOAD_WORD = 0x2800
+
 HandlerFactory = Callable[["RSocket"], "RequestHandler | Awaitable[RequestHandler]"]
 
 
 class _StreamState(Protocol):
     """What the reader needs from any live stream (requester or responder side)."""
 
-    def _on_payload(self, frame: PayloadFrame) -> None: ...
+    def _on_payload(self, data: bytes, metadata: bytes | None, flags: int) -> None: ...
     def _on_error(self, frame: ErrorFrame) -> None: ...
     def _on_request_n(self, frame: RequestNFrame) -> None: ...
     def _on_cancel(self, frame: CancelFrame) -> None: ...
@@ -354,6 +366,18 @@ class RSocket:
             for piece in self._encode_item(frame):
                 self._send_frame(piece)
 
+    def _send_payload(self, stream_id: int, data: bytes, metadata: bytes | None, flags: int) -> None:
+        """Queue a PAYLOAD (the hot path of streams and channels), fragmented as configured."""
+        size = self._fragment_size
+        if size is None or len(data) + (len(metadata) + 3 if metadata is not None else 0) + 6 <= size:
+            self._send_frame(encode_payload(stream_id, data, metadata, flags))
+        else:
+            frame = PayloadFrame(
+                stream_id, data, metadata, complete=bool(flags & FLAG_COMPLETE), next=bool(flags & FLAG_NEXT)
+            )
+            for piece in self._encode_item(frame):
+                self._send_frame(piece)
+
     def _send_item_if_open(self, frame: FragmentableFrame) -> None:
         if self._error is None:
             self._send_item(frame)
@@ -418,7 +442,26 @@ class RSocket:
 
     def _handle_frames(self, frames: list[bytes]) -> None:
         dispatch = self._dispatch
+        streams = self._streams
         for raw in frames:
+            # Fast path for the bulk of traffic: a whole PAYLOAD goes to its stream without
+            # building a frame object (same validation as decode_frame).
+            if len(raw) >= 6 and not self._reassembly:
+                stream_id, word = _HEADER.unpack_from(raw)
+                if word & _PAYLOAD_MASK == _PAYLOAD_WORD:
+                    try:
+                        metadata, data = split_metadata(raw, 6, word, "PAYLOAD")
+                    except FrameError as exc:
+                        if exc.ignorable:
+                            continue
+                        self._protocol_violation(str(exc))
+                        return
+                    state = streams.get(stream_id & MAX_31)
+                    if state is not None:  # U2: frames for unknown or finished streams are dropped
+                        state._on_payload(data, metadata, word)
+                        if self._error is not None:
+                            return
+                    continue
             try:
                 frame = decode_frame(raw)
             except FrameError as exc:
@@ -493,7 +536,8 @@ class RSocket:
     def _on_payload(self, frame: PayloadFrame) -> None:
         state = self._streams.get(frame.stream_id)
         if state is not None:  # U2: frames for unknown or finished streams are dropped
-            state._on_payload(frame)
+            flags = (FLAG_COMPLETE if frame.complete else 0) | (FLAG_NEXT if frame.next else 0)
+            state._on_payload(frame.data, frame.metadata, flags)
 
     def _on_request_n(self, frame: RequestNFrame) -> None:
         state = self._streams.get(frame.stream_id)

@@ -294,18 +294,31 @@ def encode_frame(frame: Frame) -> bytes:
     return encoder(frame)
 
 
+def encode_payload(stream_id: int, data: bytes, metadata: bytes | None, flags: int) -> bytes:
+    """Encode a PAYLOAD from its parts (``flags``: any of F, C, N); the hot path of every stream."""
+    if metadata is None:
+        frame = _HEADER.pack(stream_id, 0x2800 | flags) + data
+    elif len(metadata) > MAX_FRAME_SIZE:
+        raise FrameTooLargeError(f"metadata of {len(metadata)} bytes cannot fit in one frame")
+    else:
+        frame = b"".join(
+            (_HEADER.pack(stream_id, 0x2900 | flags), len(metadata).to_bytes(3, "big"), metadata, data)
+        )
+    if len(frame) > MAX_FRAME_SIZE:
+        raise FrameTooLargeError(
+            f"frame of {len(frame)} bytes exceeds the {MAX_FRAME_SIZE}-byte limit; "
+            "use fragmentation or send a smaller payload"
+        )
+    return frame
+
+
 def _encode_payload(frame: PayloadFrame) -> bytes:
     flags = (
         (FLAG_FOLLOWS if frame.follows else 0)
         | (FLAG_COMPLETE if frame.complete else 0)
         | (FLAG_NEXT if frame.next else 0)
     )
-    metadata = frame.metadata
-    if metadata is None:
-        return _finish(_HEADER.pack(frame.stream_id, 0x2800 | flags) + frame.data)
-    return _finish(
-        _HEADER.pack(frame.stream_id, 0x2800 | flags | FLAG_METADATA) + _metadata_block(metadata) + frame.data
-    )
+    return encode_payload(frame.stream_id, frame.data, frame.metadata, flags)
 
 
 def _encode_request(type_word: int, frame: RequestResponseFrame | RequestFireAndForgetFrame) -> bytes:
@@ -511,6 +524,11 @@ def _require(data: bytes, minimum: int, frame_name: str, flags: int) -> None:
             f"{frame_name} frame of {len(data)} bytes is shorter than its minimum of {minimum}",
             ignorable=bool(flags & FLAG_IGNORE),
         )
+
+
+def split_metadata(data: bytes, offset: int, flags: int, frame_name: str) -> tuple[bytes | None, bytes]:
+    """Split a frame's tail at ``offset`` into (metadata, data) per its M flag (MD1, MD2)."""
+    return _split_metadata(data, offset, flags, frame_name)
 
 
 def _decode_payload(stream_id: int, flags: int, data: bytes) -> PayloadFrame:

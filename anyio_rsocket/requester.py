@@ -16,6 +16,8 @@ from anyio.abc import ObjectReceiveStream, ObjectStream
 
 from .errors import ConnectionClosedError, InvalidError, RSocketError, error_from_code
 from .frames import (
+    FLAG_COMPLETE,
+    FLAG_NEXT,
     MAX_REQUEST_N,
     CancelFrame,
     ErrorFrame,
@@ -58,22 +60,20 @@ class PendingResponse:
         self.connection._release(self.stream_id, self)
         self.event.set()
 
-    def _on_payload(self, frame: PayloadFrame) -> None:
+    def _on_payload(self, data: bytes, metadata: bytes | None, flags: int) -> None:
         # IX2: a PAYLOAD for request-response ends it whether or not C is set; C-only is "no value".
-        self.result = Payload(frame.data, frame.metadata) if frame.next else Payload()
+        self.result = Payload(data, metadata) if flags & FLAG_NEXT else Payload()
         self._settle()
-        return
 
     def _on_error(self, frame: ErrorFrame) -> None:
         self.error = error_from_code(frame.error_code, frame.message)
         self._settle()
-        return
 
     def _on_request_n(self, frame: RequestNFrame) -> None:
-        return  # RN7: no effect on request-response
+        pass  # RN7: no effect on request-response
 
     def _on_cancel(self, frame: CancelFrame) -> None:
-        return
+        pass
 
     def _on_connection_closed(self, error: ConnectionClosedError) -> None:
         self.error = error
@@ -243,10 +243,10 @@ class RequestStream(ObjectReceiveStream[Payload]):
 
     # --- reader callbacks (synchronous, never block) --------------------------------------------
 
-    def _on_payload(self, frame: PayloadFrame) -> None:
+    def _on_payload(self, data: bytes, metadata: bytes | None, flags: int) -> None:
         if self._inbound_done:
             return
-        if frame.next:
+        if flags & FLAG_NEXT:
             if not self._unbounded:
                 if self._outstanding <= 0:
                     # RN6 (our rule): a responder exceeding credit is cancelled and the consumer
@@ -254,23 +254,21 @@ class RequestStream(ObjectReceiveStream[Payload]):
                     self._fail_locally(InvalidError("responder sent more items than requested"))
                     return
                 self._outstanding -= 1
-            self._push(Payload(frame.data, frame.metadata))
-        if frame.complete:
+            self._push(Payload(data, metadata))
+        if flags & FLAG_COMPLETE:
             self._on_inbound_complete()
-        return
 
     def _on_inbound_complete(self) -> None:
         self._finish(None)
 
     def _on_error(self, frame: ErrorFrame) -> None:
         self._finish(error_from_code(frame.error_code, frame.message))
-        return
 
     def _on_request_n(self, frame: RequestNFrame) -> None:
-        return
+        pass
 
     def _on_cancel(self, frame: CancelFrame) -> None:
-        return
+        pass
 
     def _on_connection_closed(self, error: ConnectionClosedError) -> None:
         self._finish(error)
@@ -362,7 +360,6 @@ class RequestChannel(RequestStream, ObjectStream[Payload]):
             self._send_unbounded = True  # RN4
         self._send_credit = min(credit, MAX_REQUEST_N)
         self._wake_senders()
-        return
 
     def _on_cancel(self, frame: CancelFrame) -> None:
         # [java] the responder stops consuming our half; we keep receiving.
@@ -391,7 +388,7 @@ class RequestChannel(RequestStream, ObjectStream[Payload]):
             await event.wait()
         if not self._send_unbounded:
             self._send_credit -= 1
-        self._connection._send_item(PayloadFrame(self.stream_id, item.data, item.metadata, next=True))
+        self._connection._send_payload(self.stream_id, item.data, item.metadata, FLAG_NEXT)
         await self._connection._wait_writable()
 
     async def send_eof(self) -> None:

@@ -24,6 +24,8 @@ from .errors import (
     RSocketError,
 )
 from .frames import (
+    FLAG_COMPLETE,
+    FLAG_NEXT,
     MAX_REQUEST_N,
     CancelFrame,
     ErrorFrame,
@@ -63,7 +65,7 @@ class ResponderTask:
         self.scope = anyio.CancelScope()
         self.live = True
 
-    def _on_payload(self, frame: PayloadFrame) -> None:
+    def _on_payload(self, data: bytes, metadata: bytes | None, flags: int) -> None:
         pass
 
     def _on_error(self, frame: ErrorFrame) -> None:
@@ -161,17 +163,17 @@ class ResponderChannel(ResponderStream):
                 self._grant(consumed)
                 consumed = 0
 
-    def _on_payload(self, frame: PayloadFrame) -> None:
+    def _on_payload(self, data: bytes, metadata: bytes | None, flags: int) -> None:
         if self._inbound_done:
             return
-        if frame.next:
+        if flags & FLAG_NEXT:
             if self._granted <= 0:
                 # RN6 (our rule): more elements than we granted is a stream error.
                 self._fail(InvalidError("requester sent more channel elements than granted"))
                 return
             self._granted -= 1
-            self._items_in.send_nowait(Payload(frame.data, frame.metadata))
-        if frame.complete:
+            self._items_in.send_nowait(Payload(data, metadata))
+        if flags & FLAG_COMPLETE:
             self._inbound_done = True
             self._items_in.close()
             if self._outbound_done:
@@ -267,7 +269,7 @@ async def run_stream(
             if inspect.isawaitable(generator):
                 generator = await generator
             next_item = generator.__anext__
-            send_item = connection._send_item
+            send_payload = connection._send_payload
             while True:
                 if state.credit <= 0:
                     await state.wait_for_credit()
@@ -279,7 +281,7 @@ async def run_stream(
                     break
                 if not state.unbounded:
                     state.credit -= 1
-                send_item(PayloadFrame(stream_id, item.data, item.metadata, next=True))
+                send_payload(stream_id, item.data, item.metadata, FLAG_NEXT)
                 await connection._wait_writable()
             if state.live:
                 connection._send_if_open(encode_frame(PayloadFrame(stream_id, complete=True)))
