@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -129,17 +129,28 @@ class ResponderStream(ResponderTask):
 class ResponderChannel(ResponderStream):
     """A request-channel being answered: credit for our half, a bounded buffer for theirs."""
 
-    __slots__ = ("_granted", "_inbound_done", "_items", "_items_in", "_outbound_done", "inbound")
+    __slots__ = (
+        "_granted",
+        "_inbound_closed",
+        "_inbound_done",
+        "_items",
+        "_outbound_done",
+        "_waiter",
+        "inbound",
+    )
 
     def __init__(self, connection: RSocket, stream_id: int, initial_n: int, requester_complete: bool) -> None:
         super().__init__(connection, stream_id, initial_n)
-        self._items_in, self._items = anyio.create_memory_object_stream[Payload](math.inf)
+        # Bounded by the credit we grant; the reader appends without ever blocking.
+        self._items: deque[Payload] = deque()
+        self._waiter: anyio.Event | None = None
+        self._inbound_closed = False  # no more items will arrive
         self._inbound_done = requester_complete
         self._outbound_done = False
         self._granted = 0  # credit we gave the requester and it has not used yet
         self.inbound = self._iterate_inbound()
         if requester_complete:
-            self._items_in.close()
+            self._close_inbound()
         else:
             # IX5: the responder MUST answer REQUEST_CHANNEL with a REQUEST_N.
             self._grant(RESPONDER_CHANNEL_WINDOW)
@@ -148,16 +159,26 @@ class ResponderChannel(ResponderStream):
         self._granted += n
         self.connection._send_if_open(encode_frame(RequestNFrame(self.stream_id, n)))
 
+    def _close_inbound(self) -> None:
+        self._inbound_closed = True
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.set()
+
     async def _iterate_inbound(self) -> AsyncIterator[Payload]:
         consumed = 0
         refill = max(1, RESPONDER_CHANNEL_WINDOW // 2)
         items = self._items
         while True:
-            try:
-                item = await items.receive()
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
-                return
-            yield item
+            while not items:
+                if self._inbound_closed:
+                    return
+                waiter = self._waiter
+                if waiter is None:
+                    waiter = self._waiter = anyio.Event()
+                await waiter.wait()
+            yield items.popleft()
             consumed += 1
             if consumed >= refill and not self._inbound_done and self.live:
                 self._grant(consumed)
@@ -172,10 +193,14 @@ class ResponderChannel(ResponderStream):
                 self._fail(InvalidError("requester sent more channel elements than granted"))
                 return
             self._granted -= 1
-            self._items_in.send_nowait(Payload(data, metadata))
+            self._items.append(Payload(data, metadata))
+            waiter = self._waiter
+            if waiter is not None:
+                self._waiter = None
+                waiter.set()
         if flags & FLAG_COMPLETE:
             self._inbound_done = True
-            self._items_in.close()
+            self._close_inbound()
             if self._outbound_done:
                 self.end()
 
@@ -184,15 +209,15 @@ class ResponderChannel(ResponderStream):
             self.live = False
             self.connection._send_if_open(error_frame_for(self.stream_id, error))
             self.connection._release(self.stream_id, self)
-            self._items_in.close()
+            self._close_inbound()
             self.scope.cancel()
 
     def _on_error(self, frame: ErrorFrame) -> None:
-        self._items_in.close()
+        self._close_inbound()
         self._on_cancel(None)
 
     def _on_cancel(self, frame: CancelFrame | None) -> None:
-        self._items_in.close()
+        self._close_inbound()
         super()._on_cancel(frame)
 
     def outbound_complete(self) -> None:
@@ -200,12 +225,12 @@ class ResponderChannel(ResponderStream):
         if not self._inbound_done:
             # [java] our handler is done, so nobody will consume the requester's half: stop it.
             self._inbound_done = True
-            self._items_in.close()
+            self._close_inbound()
             self.connection._send_if_open(encode_frame(CancelFrame(self.stream_id)))
         self.end()
 
     def _on_connection_closed(self, error: ConnectionClosedError) -> None:
-        self._items_in.close()
+        self._close_inbound()
         super()._on_connection_closed(error)
 
 
