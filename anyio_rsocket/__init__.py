@@ -31,6 +31,8 @@ from .requester import DEFAULT_INITIAL_N, RequestChannel, RequestStream
 from .server import serve_connection, serve_stream, serve_tcp
 from .setup_info import SetupInfo
 from .transports import memory_transport_pair
+from .url import connect
+from .websocket import connect_websocket, serve_websocket, serve_websocket_stream
 
 __version__ = "0.1.0"
 
@@ -60,10 +62,14 @@ __all__ = [
     "SetupInfo",
     "UnsupportedSetupError",
     "__version__",
+    "connect",
     "connect_tcp",
+    "connect_websocket",
     "memory_transport_pair",
     "open_client",
     "serve_connection",
     "serve_stream",
     "serve_tcp",
+    "serve_websocket",
+    "serve_websocket_stream",
 ]

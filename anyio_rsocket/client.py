@@ -112,7 +112,8 @@ async def connect_tcp(
     MIME types, ``keepalive_interval`` and ``max_lifetime`` in seconds, ``setup_payload``,
     ``handler`` (answers the server's requests: a :class:`RequestHandler` or a factory taking the
     :class:`RSocket`), leasing, fragmentation and limits. Raises
-    :class:`~anyio_rsocket.errors.ConnectionClosedError` when the server cannot be reached.
+    :class:`~anyio_rsocket.errors.ConnectionClosedError` when the server cannot be reached; when the
+    TLS handshake failed, its ``__cause__`` is the ``ssl.SSLError`` (e.g. ``SSLCertVerificationError``).
     """
     try:
         stream: ByteStream
@@ -120,7 +121,13 @@ async def connect_tcp(
             stream = await anyio.connect_tcp(host, port)
         else:
             stream = await anyio.connect_tcp(host, port, ssl_context=ssl_context, tls_hostname=host)
-    except OSError as exc:
+    except (OSError, anyio.BrokenResourceError) as exc:
+        # A failed TLS handshake raises ssl.SSLError (an OSError), or BrokenResourceError from one.
+        tls_error = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
+        if isinstance(tls_error, ssl.SSLError):
+            raise ConnectionClosedError(
+                f"TLS handshake with {host}:{port} failed: {tls_error}"
+            ) from tls_error
         raise ConnectionClosedError(f"cannot connect to {host}:{port}: {exc}") from exc
     async with open_client(ByteStreamTransport(stream), **options) as rsocket:
         yield rsocket

@@ -1,4 +1,4 @@
-"""rsocket-py TCP client used as an interop peer for ``anyio_rsocket`` tests.
+"""rsocket-py TCP (or WebSocket) client used as an interop peer for ``anyio_rsocket`` tests.
 
 rsocket-py (``rsocket`` on PyPI) is asyncio-only, so the test-suite runs this
 script as a subprocess against a server under test that implements the same
@@ -7,6 +7,10 @@ handler contract as ``rsocket_py_server.py`` (see its docstring).
 CLI::
 
     python rsocket_py_client.py --port N [--host 127.0.0.1] [--timeout 20] [--debug]
+    python rsocket_py_client.py --transport ws --port N [--path /] ...
+
+``--transport ws`` connects with rsocket-py's aiohttp WebSocket client to
+``ws://HOST:PORT/PATH`` (one frame per binary message) instead of TCP.
 
 SETUP: data and metadata MIME ``application/octet-stream``, keepalive 20 s,
 max lifetime 90 s (whole seconds: rsocket-py's timedelta -> ms conversion
@@ -204,8 +208,34 @@ async def run(host: str, port: int) -> dict[str, Any]:
     return result
 
 
-async def _run_with_timeout(host: str, port: int, timeout: float) -> dict[str, Any]:
+async def run_websocket(url: str) -> dict[str, Any]:
+    """Like :func:`run`, over rsocket-py's aiohttp WebSocket client transport."""
+    import aiohttp
+    from rsocket.transports.aiohttp_websocket import TransportAioHttpClient
+
+    recorder = ConnectionErrorRecorder()
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as websocket:
+        client = RSocketClient(
+            single_transport_provider(TransportAioHttpClient(websocket=websocket)),
+            handler_factory=lambda: recorder,
+            data_encoding=WellKnownMimeTypes.APPLICATION_OCTET_STREAM,
+            metadata_encoding=WellKnownMimeTypes.APPLICATION_OCTET_STREAM,
+            keep_alive_period=timedelta(seconds=20),
+            max_lifetime_period=timedelta(seconds=90),
+        )
+        async with client:
+            result = await _scenario(client)
+    if recorder.errors:
+        raise AssertionError(f"connection-level errors: {recorder.errors}")
+    return result
+
+
+async def _run_with_timeout(
+    host: str, port: int, timeout: float, ws_path: str | None = None
+) -> dict[str, Any]:
     async with asyncio.timeout(timeout):
+        if ws_path is not None:
+            return await run_websocket(f"ws://{host}:{port}{ws_path}")
         return await run(host, port)
 
 
@@ -215,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=20.0, help="overall timeout in seconds")
+    parser.add_argument("--transport", choices=("tcp", "ws"), default="tcp", help="tcp, or aiohttp WebSocket")
+    parser.add_argument("--path", default="/", help="WebSocket path (with --transport ws)")
     parser.add_argument("--debug", action="store_true", help="DEBUG logging (frames) to stderr")
     args = parser.parse_args(argv)
 
@@ -224,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         format="rsocket_py_client %(levelname)s %(name)s: %(message)s",
     )
     try:
-        result = asyncio.run(_run_with_timeout(args.host, args.port, args.timeout))
+        ws_path = args.path if args.transport == "ws" else None
+        result = asyncio.run(_run_with_timeout(args.host, args.port, args.timeout, ws_path))
     except Exception:  # everything, including the overall TimeoutError
         logger.exception("rsocket-py client scenario failed")  # traceback -> stderr
         return 1

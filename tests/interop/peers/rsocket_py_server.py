@@ -1,13 +1,16 @@
-"""rsocket-py TCP server used as an interop peer for ``anyio_rsocket`` tests.
+"""rsocket-py TCP (or WebSocket) server used as an interop peer for ``anyio_rsocket`` tests.
 
 rsocket-py (``rsocket`` on PyPI) is asyncio-only, so the test-suite runs this
 script as a subprocess and talks to it over TCP.
 
 CLI::
 
-    python rsocket_py_server.py [--host 127.0.0.1] [--reject-setup] [--debug]
+    python rsocket_py_server.py [--host 127.0.0.1] [--transport tcp|ws] [--reject-setup] [--debug]
 
 * Listens on ``--host`` (default ``127.0.0.1``), ephemeral port.
+* ``--transport ws``: rsocket-py's aiohttp WebSocket server instead of TCP,
+  upgrading at path ``/rsocket`` (``ws://host:PORT/rsocket``); one frame per
+  binary message.  Everything else below is the same.
 * Prints exactly one line ``PORT <n>`` to stdout (flushed) once listening;
   nothing else is ever written to stdout.  Logs go to stderr.
 * Serves until its stdin reaches EOF (parent closes the pipe or dies), then
@@ -363,10 +366,54 @@ async def serve(host: str, reject_setup: bool) -> None:
         _log.warning("shutdown timed out")
 
 
+async def serve_websocket(host: str, reject_setup: bool) -> None:
+    """Run rsocket-py's aiohttp WebSocket server (path ``/rsocket``) until stdin EOF."""
+    from aiohttp import web
+    from rsocket.transports.aiohttp_websocket import websocket_handler_factory
+
+    event_log: list[LogEntry] = []
+    connections: set[object] = set()  # live RSocketServer instances
+
+    def make_handler() -> PeerHandler:
+        return PeerHandler(event_log, reject_setup, connections.discard)
+
+    app = web.Application()
+    app.router.add_get(
+        "/rsocket",
+        websocket_handler_factory(
+            on_server_create=connections.add,
+            handler_factory=make_handler,
+            data_encoding=WellKnownMimeTypes.APPLICATION_OCTET_STREAM,
+            metadata_encoding=WellKnownMimeTypes.APPLICATION_OCTET_STREAM,
+        ),
+    )
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    sys.stdout.write(f"PORT {port}\n")
+    sys.stdout.flush()
+
+    eof = asyncio.Event()
+    _start_stdin_eof_watch(asyncio.get_running_loop(), eof)
+    await eof.wait()
+    _log.info("stdin EOF, shutting down")
+    try:
+        async with asyncio.timeout(5):
+            for connection in list(connections):
+                assert isinstance(connection, RSocketServer)
+                await connection.close()
+            await runner.cleanup()
+    except TimeoutError:
+        _log.warning("shutdown timed out")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the CLI and run the server."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--transport", choices=("tcp", "ws"), default="tcp", help="tcp, or aiohttp WebSocket")
     parser.add_argument("--reject-setup", action="store_true", help="reject every SETUP with 'go away'")
     parser.add_argument("--debug", action="store_true", help="DEBUG logging (frames) to stderr")
     args = parser.parse_args(argv)
@@ -376,7 +423,10 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="rsocket_py_server %(levelname)s %(name)s: %(message)s",
     )
-    asyncio.run(serve(args.host, args.reject_setup))
+    if args.transport == "ws":
+        asyncio.run(serve_websocket(args.host, args.reject_setup))
+    else:
+        asyncio.run(serve(args.host, args.reject_setup))
     return 0
 
 
