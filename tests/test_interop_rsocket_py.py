@@ -296,3 +296,27 @@ async def test_rsocket_py_client_against_our_server() -> None:
     assert setup.data_mime_type == "application/octet-stream"
     assert setup.metadata_mime_type == "application/octet-stream"
     assert (setup.keepalive_interval, setup.max_lifetime) == (20.0, 90.0)
+
+
+async def test_fragmentation_both_ways_FG1_FG4() -> None:
+    """FG1-FG6: we fragment requests at 100 bytes, rsocket-py fragments its replies at 200 bytes.
+
+    rsocket-py 0.4.20 fragments request-response replies correctly, but for stream and channel
+    items it sends only the first fragment and then COMPLETE, losing the rest; so its channel
+    replies are left unfragmented here while ours are fragmented.
+    """
+    big = bytes(range(256)) * 20
+    async with rsocket_py_server("--fragment-size", "200") as port:
+        with anyio.fail_after(15):
+            async with connect_tcp("127.0.0.1", port, fragment_size=100) as rs:
+                reply = await rs.request_response(Payload(big, b"m" * 300))
+                assert reply.data == b"echo:" + big
+                assert reply.metadata == b"m" * 300
+    async with rsocket_py_server("--fragment-size", "4000") as port:
+        with anyio.fail_after(15):
+            async with connect_tcp("127.0.0.1", port, fragment_size=100) as rs:
+                async with rs.request_channel(Payload(b"a" * 1000)) as channel:
+                    await channel.send(Payload(b"b" * 700))
+                    await channel.send_eof()
+                    echoes = [item.data async for item in channel]
+    assert echoes == [b"echo:" + b"a" * 1000, b"echo:" + b"b" * 700]

@@ -324,7 +324,7 @@ def _start_stdin_eof_watch(loop: asyncio.AbstractEventLoop, eof: asyncio.Event) 
     threading.Thread(target=watch, name="stdin-eof", daemon=True).start()
 
 
-async def serve(host: str, reject_setup: bool) -> None:
+async def serve(host: str, reject_setup: bool, fragment_size: int | None = None) -> None:
     """Run the server until stdin EOF."""
     event_log: list[LogEntry] = []
     connections: set[object] = set()  # live RSocketServer instances
@@ -342,6 +342,7 @@ async def serve(host: str, reject_setup: bool) -> None:
                 handler_factory=make_handler,
                 data_encoding=WellKnownMimeTypes.APPLICATION_OCTET_STREAM,
                 metadata_encoding=WellKnownMimeTypes.APPLICATION_OCTET_STREAM,
+                fragment_size_bytes=fragment_size,
             )
         )
 
@@ -416,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transport", choices=("tcp", "ws"), default="tcp", help="tcp, or aiohttp WebSocket")
     parser.add_argument("--reject-setup", action="store_true", help="reject every SETUP with 'go away'")
     parser.add_argument("--debug", action="store_true", help="DEBUG logging (frames) to stderr")
+    parser.add_argument(
+        "--fragment-size", type=int, default=None, help="rsocket-py's fragment_size_bytes (TCP only)"
+    )
     args = parser.parse_args(argv)
 
     logging.basicConfig(
@@ -426,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.transport == "ws":
         asyncio.run(serve_websocket(args.host, args.reject_setup))
     else:
-        asyncio.run(serve(args.host, args.reject_setup))
+        asyncio.run(serve(args.host, args.reject_setup, args.fragment_size))
     return 0
 
 
