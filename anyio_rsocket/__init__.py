@@ -28,6 +28,7 @@ from .errors import (
 from .handler import RequestHandler
 from .payload import Payload
 from .requester import DEFAULT_INITIAL_N, RequestChannel, RequestStream
+from .router import Router
 from .server import serve_connection, serve_stream, serve_tcp
 from .setup_info import SetupInfo
 from .transports import memory_transport_pair
@@ -58,6 +59,7 @@ __all__ = [
     "RequestChannel",
     "RequestHandler",
     "RequestStream",
+    "Router",
     "SetupError",
     "SetupInfo",
     "UnsupportedSetupError",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import struct
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -68,9 +69,15 @@ from .responder import (
     run_request_response,
     run_stream,
 )
+from .routed import RoutedRequester, RouteOptions, route_requester
 from .setup_info import SetupInfo
 from .transports.base import Transport
 from .workers import WorkerPool
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # pragma: no cover - Python 3.10
+    from typing_extensions import Unpack
 
 logger = logging.getLogger("anyio_rsocket")
 
@@ -196,6 +203,15 @@ class RSocket:
     def transport(self) -> Transport:
         """The transport carrying this connection's frames."""
         return self._transport
+
+    def route(self, route: str, *more_tags: str, **options: Unpack[RouteOptions]) -> RoutedRequester:
+        """Bind ``route`` once: ``rs.route("user.get").request_response(data)`` (see :mod:`.routed`).
+
+        The bound requester builds composite metadata with the routing tag (plus optional
+        authentication and per-request MIME entries) and encodes data with the codec for the
+        connection's data MIME type.
+        """
+        return route_requester(self, route, *more_tags, **options)
 
     async def wait_closed(self) -> None:
         """Wait until the connection has ended (locally or by the peer)."""
