@@ -448,6 +448,8 @@ class RSocket:
                     frames = await receive()
                     self._last_received = anyio.current_time()
                     self._handle_frames(frames)
+                    if self._workers.backlog:
+                        await self._workers.relieve()
         except ConnectionClosedError as exc:
             self._terminate(exc)
         except FrameError as exc:  # the transport refused a frame (too large, text message, ...)

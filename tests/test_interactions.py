@@ -448,3 +448,29 @@ async def test_responder_exceeding_credit_is_an_error_RN6() -> None:
                 with pytest.raises(InvalidError):
                     await stream.receive()
                 assert (await peer.expect(CancelFrame)).stream_id == request.stream_id
+
+
+async def test_a_burst_of_slow_handlers_all_run_concurrently() -> None:
+    """More waiting handlers than the worker burst: each still runs at once (no head-of-line block)."""
+    count = 300
+    started = 0
+    all_started = anyio.Event()
+
+    class Gate(RequestHandler):
+        async def request_response(self, payload: Payload) -> Payload:
+            nonlocal started
+            started += 1
+            if started == count:
+                all_started.set()
+            await all_started.wait()  # completes only if all 300 handlers run at the same time
+            return payload
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as server:
+            port = await server.start(serve_tcp, lambda rs: Gate(), "127.0.0.1", 0)
+            async with connect_tcp("127.0.0.1", port) as rs:  # TCP: requests arrive in batches
+                async with anyio.create_task_group() as tg:
+                    for index in range(count):
+                        tg.start_soon(rs.request_response, Payload(b"%d" % index))
+            server.cancel_scope.cancel()
+    assert started == count
