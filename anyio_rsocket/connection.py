@@ -53,11 +53,12 @@ from .frames import (
     decode_frame,
     encode_frame,
     encode_payload,
+    encode_simple_request,
     split_metadata,
 )
 from .handler import RequestHandler
 from .lease import LeaseAllowance, LeaseStrategy, unlimited_lease_strategy
-from .options import PeerOptions
+from .options import WRITE_HIGH_WATER, PeerOptions
 from .payload import Payload
 from .requester import DEFAULT_INITIAL_N, PendingResponse, RequestChannel, RequestStream
 from .responder import (
@@ -81,8 +82,6 @@ else:  # pragma: no cover - Python 3.10
 
 logger = logging.getLogger("anyio_rsocket")
 
-#: Queued outbound bytes above which producers (stream responders, channel senders) wait.
-WRITE_HIGH_WATER = 1 << 20
 #: Queued outbound bytes above which the reader stops reading: a peer that floods us with frames
 #: needing answers (keepalives, requests) while not reading our answers gets its input throttled.
 READER_PAUSE_BYTES = 8 << 20
@@ -95,6 +94,8 @@ _HEADER = struct.Struct(">IH")
 #: A PAYLOAD frame without F (type 0x0A): the type bits plus F must match exactly.
 _PAYLOAD_MASK = 0xFC00 | FLAG_FOLLOWS
 _PAYLOAD_WORD = 0x2800
+_REQUEST_RESPONSE_WORD = 0x1000
+_REQUEST_FNF_WORD = 0x1400
 
 HandlerFactory = Callable[["RSocket"], "RequestHandler | Awaitable[RequestHandler]"]
 
@@ -223,11 +224,10 @@ class RSocket:
         Raises the peer's error as an :class:`~anyio_rsocket.errors.RSocketError` subclass. If the
         waiting task is cancelled, CANCEL is sent and the cancellation propagates.
         """
-        await self._acquire_lease()
+        if self._lease_enabled:
+            await self._acquire_lease()
         pending = PendingResponse(self)
-        pending.stream_id = self._open_stream(
-            pending, lambda stream_id: RequestResponseFrame(stream_id, payload.data, payload.metadata)
-        )
+        pending.stream_id = self._open_simple_request(pending, _REQUEST_RESPONSE_WORD, payload)
         try:
             await pending.event.wait()
         except BaseException:
@@ -243,11 +243,13 @@ class RSocket:
 
     async def fire_and_forget(self, payload: Payload) -> None:
         """Send a request that gets no answer; returns once the frame is queued for writing."""
-        await self._acquire_lease()
-        self._check_open()
-        stream_id = self._allocate_stream_id()
-        self._send_item(RequestFireAndForgetFrame(stream_id, payload.data, payload.metadata))
-        await self._wait_writable()
+        if self._lease_enabled:
+            await self._acquire_lease()
+        self._open_simple_request(None, _REQUEST_FNF_WORD, payload)
+        if self._outbox_size > WRITE_HIGH_WATER:
+            await self._wait_writable()
+        else:
+            await anyio.lowlevel.checkpoint_if_cancelled()
 
     async def metadata_push(self, metadata: bytes) -> None:
         """Push connection-level metadata to the peer; returns once the frame is queued (MP1)."""
@@ -339,6 +341,24 @@ class RSocket:
         stream_id = self._allocate_stream_id()
         frames = self._encode_item(make_frame(stream_id))  # an oversized request registers nothing
         self._streams[stream_id] = state
+        for frame in frames:
+            self._send_frame(frame)
+        return stream_id
+
+    def _open_simple_request(self, state: object | None, type_word: int, payload: Payload) -> int:
+        """Queue a REQUEST_RESPONSE or REQUEST_FNF; register ``state`` unless it is None (FNF)."""
+        self._check_open()
+        stream_id = self._allocate_stream_id()
+        data, metadata = payload.data, payload.metadata
+        size = self._fragment_size
+        if size is None or len(data) + (len(metadata) + 3 if metadata is not None else 0) + 6 <= size:
+            frames = [encode_simple_request(type_word, stream_id, data, metadata)]
+        elif type_word == _REQUEST_RESPONSE_WORD:
+            frames = self._encode_item(RequestResponseFrame(stream_id, data, metadata))
+        else:
+            frames = self._encode_item(RequestFireAndForgetFrame(stream_id, data, metadata))
+        if state is not None:
+            self._streams[stream_id] = state
         for frame in frames:
             self._send_frame(frame)
         return stream_id

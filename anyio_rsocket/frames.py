@@ -312,6 +312,29 @@ def encode_payload(stream_id: int, data: bytes, metadata: bytes | None, flags: i
     return frame
 
 
+def encode_simple_request(type_word: int, stream_id: int, data: bytes, metadata: bytes | None) -> bytes:
+    """Encode a REQUEST_RESPONSE (``0x1000``) or REQUEST_FNF (``0x1400``) from its parts."""
+    if metadata is None:
+        frame = _HEADER.pack(stream_id, type_word) + data
+    elif len(metadata) > MAX_FRAME_SIZE:
+        raise FrameTooLargeError(f"metadata of {len(metadata)} bytes cannot fit in one frame")
+    else:
+        frame = b"".join(
+            (
+                _HEADER.pack(stream_id, type_word | FLAG_METADATA),
+                len(metadata).to_bytes(3, "big"),
+                metadata,
+                data,
+            )
+        )
+    if len(frame) > MAX_FRAME_SIZE:
+        raise FrameTooLargeError(
+            f"frame of {len(frame)} bytes exceeds the {MAX_FRAME_SIZE}-byte limit; "
+            "use fragmentation or send a smaller payload"
+        )
+    return frame
+
+
 def _encode_payload(frame: PayloadFrame) -> bytes:
     flags = (
         (FLAG_FOLLOWS if frame.follows else 0)

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from .connection import RSocket
     from .handler import RequestHandler
 
+#: Queued outbound bytes above which producers (responders, channel senders, fire-and-forget) wait.
+WRITE_HIGH_WATER = 1 << 20
 #: Default cap on requests a peer may have us working on at once (each is a task).
 DEFAULT_MAX_CONCURRENT_REQUESTS = 10_000
 

@@ -34,6 +34,7 @@ from .frames import (
     encode_frame,
 )
 from .handler import RequestHandler
+from .options import WRITE_HIGH_WATER
 from .payload import Payload
 
 if TYPE_CHECKING:
@@ -246,18 +247,19 @@ async def run_request_response(
                 connection._send_if_open(error_frame_for(state.stream_id, exc))
         else:
             if state.live:
-                await connection._wait_writable()
-                if result is None:
-                    frame = PayloadFrame(state.stream_id, complete=True)
-                else:
-                    frame = PayloadFrame(
-                        state.stream_id, result.data, result.metadata, complete=True, next=True
-                    )
+                if connection._outbox_size > WRITE_HIGH_WATER:
+                    await connection._wait_writable()
                 state.end()
-                try:
-                    connection._send_item_if_open(frame)
-                except FrameError as error:
-                    connection._send_if_open(error_frame_for(state.stream_id, error))
+                if not connection.is_closed:
+                    try:
+                        if result is None:
+                            connection._send_payload(state.stream_id, b"", None, FLAG_COMPLETE)
+                        else:
+                            connection._send_payload(
+                                state.stream_id, result.data, result.metadata, FLAG_COMPLETE | FLAG_NEXT
+                            )
+                    except FrameError as error:
+                        connection._send_if_open(error_frame_for(state.stream_id, error))
     connection._release(state.stream_id, state)
 
 
