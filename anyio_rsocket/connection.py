@@ -246,10 +246,7 @@ class RSocket:
         if self._lease_enabled:
             await self._acquire_lease()
         self._open_simple_request(None, _REQUEST_FNF_WORD, payload)
-        if self._outbox_size > WRITE_HIGH_WATER:
-            await self._wait_writable()
-        else:
-            await anyio.lowlevel.checkpoint_if_cancelled()
+        await self._wait_writable()
 
     async def metadata_push(self, metadata: bytes) -> None:
         """Push connection-level metadata to the peer; returns once the frame is queued (MP1)."""
@@ -419,7 +416,14 @@ class RSocket:
             self._send_item(frame)
 
     async def _wait_writable(self, limit: int = WRITE_HIGH_WATER) -> None:
-        """Back-pressure: wait while the outbound queue holds more than ``limit`` bytes."""
+        """Back-pressure: wait while the outbound queue holds more than ``limit`` bytes.
+
+        Without a wait it is still a cancellation point (but not a scheduling one, so producers
+        that queue many frames in a row get them written in large batches).
+        """
+        if self._outbox_size <= limit:
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            return
         while self._outbox_size > limit and self._error is None:
             event = self._writable
             if event is None:
@@ -468,8 +472,13 @@ class RSocket:
                     frames = await receive()
                     self._last_received = anyio.current_time()
                     self._handle_frames(frames)
-                    if self._workers.backlog:
-                        await self._workers.relieve()
+                    workers = self._workers
+                    if workers.backlog:
+                        await workers.relieve()
+                    if workers.active > self._options.max_concurrent_requests:
+                        # Only requests that cannot be refused get past the limit (see
+                        # _accept_request): stop reading until handlers catch up.
+                        await workers.wait_below(self._options.max_concurrent_requests + 1)
         except ConnectionClosedError as exc:
             self._terminate(exc)
         except FrameError as exc:  # the transport refused a frame (too large, text message, ...)
@@ -623,9 +632,8 @@ class RSocket:
     def _on_metadata_push(self, frame: MetadataPushFrame) -> None:
         if frame.stream_id != 0:
             return  # MP2
-        if self._workers.active >= self._options.max_concurrent_requests:
-            logger.warning("dropping METADATA_PUSH: too many concurrent requests")
-            return
+        # Over the concurrency limit a push is still taken (it cannot be refused); the reader then
+        # pauses until the handlers catch up.
         self._spawn(run_metadata_push, self._handler, frame.metadata)
 
     def _on_lease(self, frame: LeaseFrame) -> None:
@@ -664,7 +672,9 @@ class RSocket:
             reason = b"connection is closing"
         elif self._lease_enabled and not self._lease_granted.try_spend(anyio.current_time()):
             reason = b"request exceeds the lease granted to the requester (L3)"
-        elif self._workers.active >= self._options.max_concurrent_requests:
+        elif answerable and self._workers.active >= self._options.max_concurrent_requests:
+            # A request we can refuse is refused (the requester may retry elsewhere); a
+            # fire-and-forget cannot be, so it is taken and the reader pauses instead.
             reason = b"too many concurrent requests on this connection"
         if reason is None:
             return True

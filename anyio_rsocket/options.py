@@ -30,7 +30,8 @@ class PeerOptions:
     - ``max_reassembled_size``: largest payload (metadata + data) accepted from fragments; more is a
       protocol error. Fragments held for all streams together are capped at four times this.
     - ``max_concurrent_requests``: inbound requests handled at once; more are answered with
-      ERROR[REJECTED] (fire-and-forget and metadata-push beyond it are dropped).
+      ERROR[REJECTED]. Fire-and-forget and metadata-push cannot be refused, so beyond the limit
+      they are still taken and the connection stops reading until handlers finish.
     - ``max_stream_id``: where our stream ids wrap around (ID2); lowered only by tests.
     - ``send_keepalives``: send KEEPALIVE every interval (clients always do, servers by option).
     - ``lease_strategy``: the leases our responder grants when SETUP negotiated leasing.

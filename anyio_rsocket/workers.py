@@ -45,7 +45,7 @@ class _Slot:
 class WorkerPool:
     """Runs jobs (coroutine functions returning None, which must not raise) on reused tasks."""
 
-    __slots__ = ("_backlog", "_idle", "_task_group", "_waking", "active")
+    __slots__ = ("_backlog", "_below", "_below_limit", "_idle", "_task_group", "_waking", "active")
 
     def __init__(self, task_group: TaskGroup) -> None:
         self._task_group = task_group
@@ -53,6 +53,8 @@ class WorkerPool:
         self._backlog: deque[Job] = deque()
         self._waking = 0  # workers handed a job (woken or started) that have not run yet
         self.active = 0  # jobs submitted and not finished (running or waiting)
+        self._below: anyio.Event | None = None
+        self._below_limit = 0
 
     @property
     def backlog(self) -> int:
@@ -76,6 +78,21 @@ class WorkerPool:
         else:
             self._task_group.start_soon(self._work, function, args)
 
+    async def wait_below(self, limit: int) -> None:
+        """Wait until fewer than ``limit`` jobs are unfinished (the reader's back-pressure)."""
+        while self.active >= limit:
+            if self._below is None:
+                self._below = anyio.Event()
+            self._below_limit = limit
+            await self._below.wait()
+
+    def _finished_one(self) -> None:
+        self.active -= 1
+        below = self._below
+        if below is not None and self.active < self._below_limit:
+            self._below = None
+            below.set()
+
     async def relieve(self) -> None:
         """Let workers drain the backlog; once a turn passes without progress, the workers are
         blocked in handlers, so every job still waiting gets a worker of its own."""
@@ -97,7 +114,7 @@ class WorkerPool:
             try:
                 await function(*args)
             finally:
-                self.active -= 1
+                self._finished_one()
             if backlog:
                 function, args = backlog.popleft()
                 ran += 1

@@ -211,3 +211,33 @@ async def test_custom_error_codes_survive_E1() -> None:
                 assert raised.value.code == code and raised.value.message == "custom"
     with pytest.raises(ConnectionClosedError):
         await rs.request_response(Payload(b"closed"))
+
+
+async def test_fire_and_forget_flood_pauses_reading_instead_of_dropping() -> None:
+    """Over max_concurrent_requests, fire-and-forget is never lost: the reader pauses instead."""
+    from anyio_rsocket.frames import RequestFireAndForgetFrame
+
+    started = 0
+    release = anyio.Event()
+    over_limit = anyio.Event()
+    all_done = anyio.Event()
+
+    class Slow(RequestHandler):
+        async def fire_and_forget(self, payload: Payload) -> None:
+            nonlocal started
+            started += 1
+            if started == 6:
+                over_limit.set()
+            await release.wait()
+            if started == 20:
+                all_done.set()
+
+    with anyio.fail_after(5):
+        async with raw_client(lambda rs: Slow(), max_concurrent_requests=5) as peer:
+            await peer.send(*(RequestFireAndForgetFrame(stream_id, b"") for stream_id in range(1, 41, 2)))
+            await over_limit.wait()
+            await anyio.wait_all_tasks_blocked()
+            assert started == 6  # the one over the limit was taken; then the reader waited
+            release.set()
+            await all_done.wait()
+    assert started == 20

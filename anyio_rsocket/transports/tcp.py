@@ -13,7 +13,7 @@ from ..framing import FrameBuffer, prefix_frames
 from .base import Transport
 
 #: How much to read per receive call; large enough that a busy stream needs few reads.
-_READ_SIZE = 65536
+_READ_SIZE = 262144
 
 _IO_ERRORS = (
     anyio.EndOfStream,
