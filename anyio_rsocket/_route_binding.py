@@ -16,6 +16,7 @@ import collections.abc
 import dataclasses
 import inspect
 import sys
+import types
 import typing
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
@@ -113,7 +114,9 @@ def _type_hints(function: Handler, localns: Mapping[str, Any]) -> dict[str, Any]
 
 
 def _is_subclass(hint: Any, base: type) -> bool:
-    return isinstance(hint, type) and issubclass(hint, base)
+    # On Python 3.10 a parametrised generic such as AsyncIterator[str] passes isinstance(_, type)
+    # but issubclass() rejects it, so exclude generic aliases explicitly.
+    return isinstance(hint, type) and not isinstance(hint, types.GenericAlias) and issubclass(hint, base)
 
 
 def _inbound_item_type(hint: Any) -> Any | None:

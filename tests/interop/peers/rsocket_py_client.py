@@ -233,10 +233,10 @@ async def run_websocket(url: str) -> dict[str, Any]:
 async def _run_with_timeout(
     host: str, port: int, timeout: float, ws_path: str | None = None
 ) -> dict[str, Any]:
-    async with asyncio.timeout(timeout):
-        if ws_path is not None:
-            return await run_websocket(f"ws://{host}:{port}{ws_path}")
-        return await run(host, port)
+    # asyncio.wait_for rather than asyncio.timeout: the peers also run on Python 3.10.
+    if ws_path is not None:
+        return await asyncio.wait_for(run_websocket(f"ws://{host}:{port}{ws_path}"), timeout)
+    return await asyncio.wait_for(run(host, port), timeout)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -159,8 +159,8 @@ async def run(host: str, port: int, password: str, scenario: str) -> dict[str, A
 
 
 async def _run_with_timeout(args: argparse.Namespace) -> dict[str, Any]:
-    async with asyncio.timeout(args.timeout):
-        return await run(args.host, args.port, args.password, args.scenario)
+    # asyncio.wait_for rather than asyncio.timeout: the peers also run on Python 3.10.
+    return await asyncio.wait_for(run(args.host, args.port, args.password, args.scenario), args.timeout)
 
 
 def main(argv: list[str] | None = None) -> int:

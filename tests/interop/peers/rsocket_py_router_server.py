@@ -150,12 +150,15 @@ async def serve(host: str, token: str) -> None:
     _start_stdin_eof_watch(asyncio.get_running_loop(), eof)
     await eof.wait()
     server.close()
+
+    async def close_all() -> None:
+        for connection in connections:
+            await connection.close()
+        await server.wait_closed()
+
     try:
-        async with asyncio.timeout(5):
-            for connection in connections:
-                await connection.close()
-            await server.wait_closed()
-    except TimeoutError:
+        await asyncio.wait_for(close_all(), 5)
+    except asyncio.TimeoutError:
         _log.warning("shutdown timed out")
 
 

@@ -357,13 +357,16 @@ async def serve(host: str, reject_setup: bool, fragment_size: int | None = None)
     _log.info("stdin EOF, shutting down")
 
     server.close()
+
+    async def close_all() -> None:
+        for connection in list(connections):
+            assert isinstance(connection, RSocketServer)
+            await connection.close()
+        await server.wait_closed()
+
     try:
-        async with asyncio.timeout(5):
-            for connection in list(connections):
-                assert isinstance(connection, RSocketServer)
-                await connection.close()
-            await server.wait_closed()
-    except TimeoutError:
+        await asyncio.wait_for(close_all(), 5)  # not asyncio.timeout: peers also run on 3.10
+    except asyncio.TimeoutError:
         _log.warning("shutdown timed out")
 
 
@@ -400,13 +403,16 @@ async def serve_websocket(host: str, reject_setup: bool) -> None:
     _start_stdin_eof_watch(asyncio.get_running_loop(), eof)
     await eof.wait()
     _log.info("stdin EOF, shutting down")
+
+    async def close_all() -> None:
+        for connection in list(connections):
+            assert isinstance(connection, RSocketServer)
+            await connection.close()
+        await runner.cleanup()
+
     try:
-        async with asyncio.timeout(5):
-            for connection in list(connections):
-                assert isinstance(connection, RSocketServer)
-                await connection.close()
-            await runner.cleanup()
-    except TimeoutError:
+        await asyncio.wait_for(close_all(), 5)
+    except asyncio.TimeoutError:
         _log.warning("shutdown timed out")
 
 
