@@ -14,7 +14,7 @@ import copy
 import logging
 import struct
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio
@@ -272,13 +272,15 @@ class RSocket:
         initial_n: int = DEFAULT_INITIAL_N,
         auto_request: bool = True,
         complete: bool = False,
+        outbound: AsyncIterable[Payload] | None = None,
     ) -> RequestChannel:
         """Open a request-channel whose first element is ``payload``; use as an async context manager.
 
         Credit options are those of :meth:`request_stream`. ``complete=True`` sends only the first
-        element (C flag on REQUEST_CHANNEL).
+        element (C flag on REQUEST_CHANNEL). ``outbound`` is an async iterable whose elements a task
+        of the interaction sends after the first one (see :class:`RequestChannel`).
         """
-        return RequestChannel(self, payload, initial_n, auto_request, complete)
+        return RequestChannel(self, payload, initial_n, auto_request, complete, outbound)
 
     async def aclose(self) -> None:
         """Close the connection: every live interaction ends with ConnectionClosedError.

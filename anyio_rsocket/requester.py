@@ -8,13 +8,15 @@ credit, so a slow consumer slows its own stream and never the connection (design
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import AsyncIterable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 import anyio
-from anyio.abc import ObjectReceiveStream, ObjectStream
+from anyio.abc import ObjectReceiveStream, ObjectStream, TaskGroup
 
-from .errors import ConnectionClosedError, InvalidError, RSocketError, error_from_code
+from ._groups import unwrap_exception_groups
+from .errors import ConnectionClosedError, ErrorCode, InvalidError, RSocketError, error_from_code
 from .frames import (
     FLAG_COMPLETE,
     FLAG_NEXT,
@@ -287,6 +289,11 @@ class RequestChannel(RequestStream, ObjectStream[Payload]):
     completed its own, and otherwise sends CANCEL. If the responder cancels our half, :meth:`send`
     raises :class:`anyio.BrokenResourceError`; after :meth:`send_eof` it raises
     :class:`anyio.ClosedResourceError`.
+
+    With ``outbound`` (an async iterable of payloads), a task in the interaction's own task group
+    sends its elements (each waiting for credit) and then completes our half, while the block
+    receives. Leaving the block stops that task. If the iterable raises, the responder gets
+    ERROR[APPLICATION_ERROR] and the exception propagates out of the ``async with``.
     """
 
     def __init__(
@@ -296,8 +303,13 @@ class RequestChannel(RequestStream, ObjectStream[Payload]):
         initial_n: int = DEFAULT_INITIAL_N,
         auto_request: bool = True,
         complete: bool = False,
+        outbound: AsyncIterable[Payload] | None = None,
     ) -> None:
         super().__init__(connection, payload, initial_n, auto_request)
+        if outbound is not None and complete:
+            raise ValueError("complete=True sends only the first element; it cannot have an outbound source")
+        self._outbound = outbound
+        self._task_group: TaskGroup | None = None
         self._outbound_done = complete
         self._outbound_cancelled = False
         self._send_credit = 0
@@ -315,6 +327,11 @@ class RequestChannel(RequestStream, ObjectStream[Payload]):
 
     async def __aenter__(self) -> RequestChannel:
         await self._start()
+        if self._outbound is not None:
+            task_group = anyio.create_task_group()
+            await task_group.__aenter__()
+            self._task_group = task_group
+            task_group.start_soon(self._pump_outbound, self._outbound)
         return self
 
     async def __aexit__(
@@ -323,10 +340,36 @@ class RequestChannel(RequestStream, ObjectStream[Payload]):
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
+        task_group, self._task_group = self._task_group, None
+        if task_group is not None:
+            task_group.cancel_scope.cancel()  # leaving the block stops the sender
+            try:
+                async with unwrap_exception_groups():
+                    await task_group.__aexit__(exc_type, exc_val, exc_tb)
+            except BaseException:
+                self._abort()
+                raise
         if exc_type is None:
             await self.aclose()
         else:
             self._abort()
+
+    async def _pump_outbound(self, outbound: AsyncIterable[Payload]) -> None:
+        try:
+            async for item in outbound:
+                await self.send(item)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, RSocketError):
+            return  # the responder stopped our half, or the stream ended: receiving reports it
+        except Exception as exc:
+            # IX5: a requester may end the whole channel with ERROR[APPLICATION_ERROR].
+            if self._started and not self._finished:
+                self._finish(exc)
+                message = (str(exc) or type(exc).__name__).encode("utf-8", "replace")
+                self._connection._send_if_open(
+                    encode_frame(ErrorFrame(self.stream_id, ErrorCode.APPLICATION_ERROR, message))
+                )
+            raise
+        await self.send_eof()
 
     async def aclose(self) -> None:
         """End the interaction: complete our half if only it is open, otherwise CANCEL."""

@@ -474,3 +474,62 @@ async def test_a_burst_of_slow_handlers_all_run_concurrently() -> None:
                         tg.start_soon(rs.request_response, Payload(b"%d" % index))
             server.cancel_scope.cancel()
     assert started == count
+
+
+async def test_channel_outbound_source_runs_in_the_interaction_IX5() -> None:
+    """``outbound=``: a task of the interaction sends the elements, then completes our half."""
+
+    async def numbers() -> AsyncIterator[Payload]:
+        for index in range(3):
+            yield Payload(b"%d" % index)
+
+    with anyio.fail_after(5):
+        async with connected_pair(lambda rs: EchoHandler()) as rs:
+            async with rs.request_channel(Payload(b"first"), outbound=numbers()) as channel:
+                items = [item.data async for item in channel]
+            assert not rs._streams
+    assert items == [b"echo:first", b"echo:0", b"echo:1", b"echo:2"]
+
+
+async def test_channel_outbound_failure_propagates_and_errors_the_stream_IX5() -> None:
+    responder_done = anyio.Event()
+
+    class Watching(RequestHandler):
+        async def request_channel(
+            self, payload: Payload, inbound: AsyncIterator[Payload]
+        ) -> AsyncIterator[Payload]:
+            try:
+                async for item in inbound:
+                    yield item
+                await anyio.sleep_forever()
+            finally:
+                responder_done.set()
+
+    async def failing() -> AsyncIterator[Payload]:
+        yield Payload(b"ok")
+        raise KeyError("source broke")
+
+    before = len(anyio.get_running_tasks())
+    with anyio.fail_after(5):
+        async with connected_pair(lambda rs: Watching()) as rs:
+            with pytest.raises(KeyError, match="source broke"):
+                async with rs.request_channel(Payload(b"first"), outbound=failing()) as channel:
+                    await anyio.sleep_forever()  # the failing source cancels the block
+            await responder_done.wait()  # ERROR reached the responder and ended its handler
+            assert not rs._streams
+    assert len(anyio.get_running_tasks()) == before
+
+
+async def test_leaving_channel_block_stops_an_endless_outbound_source() -> None:
+    async def endless() -> AsyncIterator[Payload]:
+        while True:
+            yield Payload(b"more")
+
+    before = len(anyio.get_running_tasks())
+    with anyio.fail_after(5):
+        async with connected_pair(lambda rs: EchoHandler()) as rs:
+            async with rs.request_channel(Payload(b"first"), outbound=endless()) as channel:
+                for _ in range(10):
+                    await channel.receive()
+            assert not rs._streams
+    assert len(anyio.get_running_tasks()) == before
