@@ -513,7 +513,7 @@ async def test_channel_outbound_failure_propagates_and_errors_the_stream_IX5() -
     with anyio.fail_after(5):
         async with connected_pair(lambda rs: Watching()) as rs:
             with pytest.raises(KeyError, match="source broke"):
-                async with rs.request_channel(Payload(b"first"), outbound=failing()) as channel:
+                async with rs.request_channel(Payload(b"first"), outbound=failing()):
                     await anyio.sleep_forever()  # the failing source cancels the block
             await responder_done.wait()  # ERROR reached the responder and ended its handler
             assert not rs._streams
