@@ -6,6 +6,7 @@ import inspect
 import logging
 import ssl
 import sys
+from collections.abc import Awaitable, Callable
 
 import anyio
 from anyio.abc import ByteStream, TaskStatus
@@ -171,6 +172,26 @@ async def serve_tcp(
     reported once the listener accepts connections. Each connection runs in its own task group, so a
     failing connection never disturbs the others; cancelling the server closes them all.
     """
+
+    async def serve_one(stream: ByteStream) -> None:
+        await serve_stream(stream, handler_factory, **options)
+
+    await serve_listener(serve_one, host, port, ssl_context=ssl_context, task_status=task_status)
+
+
+async def serve_listener(
+    serve_one: Callable[[ByteStream], Awaitable[None]],
+    host: str,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Accept TCP (or TLS) connections and run ``serve_one`` for each in its own task.
+
+    Reports the bound port through ``task_status``; a failing connection is logged and never
+    disturbs the others; cancelling closes them all. Shared by the TCP and WebSocket servers.
+    """
     tcp_listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
     bound_port: int = tcp_listener.extra(anyio.abc.SocketAttribute.local_port)
     listener: anyio.abc.Listener[ByteStream] = tcp_listener
@@ -181,11 +202,11 @@ async def serve_tcp(
 
         async def handle(stream: ByteStream) -> None:
             try:
-                await serve_stream(stream, handler_factory, **options)
+                await serve_one(stream)
             except Exception:
                 logger.exception("connection handler failed")
 
         await listener.serve(handle)
 
 
-__all__ = ["RSocket", "serve_connection", "serve_stream", "serve_tcp"]
+__all__ = ["RSocket", "serve_connection", "serve_listener", "serve_stream", "serve_tcp"]

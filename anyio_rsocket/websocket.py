@@ -7,7 +7,6 @@ ASGI framework (Starlette, FastAPI, ...), see :mod:`anyio_rsocket.asgi`.
 
 from __future__ import annotations
 
-import logging
 import ssl
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -16,20 +15,17 @@ from contextlib import asynccontextmanager
 import anyio
 import httpx
 from anyio.abc import ByteStream, TaskStatus
-from anyio.streams.tls import TLSListener
 
 from .client import open_client
 from .connection import HandlerFactory, RSocket
 from .options import ClientOptions, ServerOptions
-from .server import serve_connection
+from .server import serve_connection, serve_listener
 from .transports.websocket import HANDSHAKE_TIMEOUT, accept_websocket, open_websocket
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
 else:  # pragma: no cover - Python 3.10
     from typing_extensions import Unpack
-
-logger = logging.getLogger("anyio_rsocket.websocket")
 
 
 @asynccontextmanager
@@ -105,23 +101,11 @@ async def serve_websocket(
     closes every connection with a WebSocket Close. ``options`` are those of
     :func:`~anyio_rsocket.serve_tcp` (:class:`~anyio_rsocket.options.ServerOptions`).
     """
-    tcp_listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
-    bound_port: int = tcp_listener.extra(anyio.abc.SocketAttribute.local_port)
-    listener: anyio.abc.Listener[ByteStream] = tcp_listener
-    if ssl_context is not None:
-        listener = TLSListener(tcp_listener, ssl_context)
-    async with listener:
-        task_status.started(bound_port)
 
-        async def handle(stream: ByteStream) -> None:
-            try:
-                await serve_websocket_stream(
-                    stream, handler_factory, path=path, subprotocols=subprotocols, **options
-                )
-            except Exception:
-                logger.exception("connection handler failed")
+    async def serve_one(stream: ByteStream) -> None:
+        await serve_websocket_stream(stream, handler_factory, path=path, subprotocols=subprotocols, **options)
 
-        await listener.serve(handle)
+    await serve_listener(serve_one, host, port, ssl_context=ssl_context, task_status=task_status)
 
 
 __all__ = ["connect_websocket", "serve_websocket", "serve_websocket_stream"]
