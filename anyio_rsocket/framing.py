@@ -31,21 +31,26 @@ class FrameBuffer:
 
     ``max_frame_size`` (at most 16,777,215) lets a receiver refuse large frames early: a declared
     length above it raises :class:`FrameTooLargeError` before any of the frame is buffered.
+
+    A frame larger than one read is collected as a list of chunks and joined once when complete,
+    so a 1 MiB frame costs one copy rather than one per read.
     """
 
-    __slots__ = ("_buffer", "_error", "max_frame_size")
+    __slots__ = ("_body_length", "_chunks", "_error", "_size", "max_frame_size")
 
     def __init__(self, max_frame_size: int = MAX_FRAME_SIZE) -> None:
         if not 6 <= max_frame_size <= MAX_FRAME_SIZE:
             raise ValueError(f"max_frame_size must be in [6, {MAX_FRAME_SIZE}]")
         self.max_frame_size = max_frame_size
-        self._buffer = bytearray()
+        self._chunks: list[bytes] = []  # bytes received after the last complete frame
+        self._size = 0  # their total length
+        self._body_length = -1  # length of the frame being collected, once its prefix is known
         self._error: FrameError | None = None
 
     @property
     def buffered(self) -> int:
-        """Number of bytes held while waiting for the rest of a frame."""
-        return len(self._buffer)
+        """Number of bytes held while waiting for the rest of a frame (its length prefix included)."""
+        return self._size + 3 if self._body_length >= 0 else self._size
 
     def raise_pending(self) -> None:
         """Raise the error found after the last frames :meth:`feed` returned, if any."""
@@ -60,12 +65,27 @@ class FrameBuffer:
         by :meth:`raise_pending`), so that well-formed frames are never lost to a later bad one.
         """
         self.raise_pending()
-        if self._buffer:
-            self._buffer += chunk
-            data: bytes | bytearray = self._buffer
+        if type(chunk) is not bytes:
+            chunk = bytes(chunk)
+        frames: list[bytes] = []
+        if self._body_length >= 0:  # inside a frame body whose length is known
+            self._chunks.append(chunk)
+            self._size += len(chunk)
+            if self._size < self._body_length:
+                return frames
+            extra = self._size - self._body_length
+            last = self._chunks[-1]
+            data = b""
+            if extra:
+                self._chunks[-1] = last[: len(last) - extra]
+                data = last[len(last) - extra :]
+            frames.append(b"".join(self._chunks))
+            self._reset()
+        elif self._chunks:  # a partial length prefix
+            data = b"".join(self._chunks) + chunk
+            self._reset()
         else:
             data = chunk
-        frames: list[bytes] = []
         position = 0
         available = len(data)
         max_size = self.max_frame_size
@@ -82,17 +102,26 @@ class FrameBuffer:
                 )
             if error is not None:
                 self._error = error
-                self._buffer.clear()
+                self._reset()
                 if not frames:
                     raise error
                 return frames
             end = position + 3 + length
             if end > available:
-                break
-            frames.append(bytes(data[position + 3 : end]))
+                body = data[position + 3 :]
+                self._chunks = [body]
+                self._size = len(body)
+                self._body_length = length
+                return frames
+            frames.append(data[position + 3 : end])
             position = end
-        if data is self._buffer:
-            del self._buffer[:position]
-        elif position < available:
-            self._buffer += data[position:]
+        if position < available:
+            rest = data[position:]
+            self._chunks = [rest]
+            self._size = len(rest)
         return frames
+
+    def _reset(self) -> None:
+        self._chunks = []
+        self._size = 0
+        self._body_length = -1

@@ -1,7 +1,7 @@
-"""``python -m bench``: run the loopback TCP benchmark (see bench/README.md)."""
+"""``python -m bench``: the whole suite (see bench/README.md); ``--quick`` and ``--smoke`` trim it."""
 
 import sys
 
-from bench.bench_tcp import main
+from bench._harness import main
 
 sys.exit(main())
