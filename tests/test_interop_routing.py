@@ -14,15 +14,11 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
-from subprocess import PIPE
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import anyio
 import pytest
-from anyio.abc import Process
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 from anyio_rsocket import (
     ApplicationError,
@@ -44,47 +40,21 @@ from anyio_rsocket.extensions import (
 from anyio_rsocket.routed import route_requester
 from anyio_rsocket.router import AuthRequest, RequestContext
 
+from .interop.peer_process import PEERS, STARTUP_TIMEOUT, peer_server
+
 pytestmark = [pytest.mark.interop, pytest.mark.anyio]
 
-PEERS = Path(__file__).parent / "interop" / "peers"
 SERVER_SCRIPT = PEERS / "rsocket_py_router_server.py"
 CLIENT_SCRIPT = PEERS / "rsocket_py_router_client.py"
 TOKEN = "sesame"
 
-#: Seconds allowed for a peer process to start (Python + rsocket-py imports) and print its port.
-STARTUP_TIMEOUT = 15
 #: Per-test budget for the interactions themselves.
 TEST_TIMEOUT = 10
 
 
-async def _stop(process: Process) -> None:
-    """Close stdin (the peer's shutdown signal), wait for exit, kill if it lingers."""
-    with anyio.CancelScope(shield=True):
-        if process.stdin is not None:
-            await process.stdin.aclose()
-        with anyio.move_on_after(5):
-            await process.wait()
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        await process.aclose()
-
-
-@asynccontextmanager
-async def router_server() -> AsyncIterator[int]:
+def router_server() -> AbstractAsyncContextManager[int]:
     """Run the rsocket-py router server; yield its port."""
-    process = await anyio.open_process(
-        [sys.executable, str(SERVER_SCRIPT), "--token", TOKEN], stdin=PIPE, stdout=PIPE, stderr=None
-    )
-    try:
-        assert process.stdout is not None
-        with anyio.fail_after(STARTUP_TIMEOUT):
-            line = await BufferedByteReceiveStream(process.stdout).receive_until(b"\n", 100)
-        keyword, _, port = line.decode("ascii").partition(" ")
-        assert keyword == "PORT", f"unexpected first line from the peer: {line!r}"
-        yield int(port)
-    finally:
-        await _stop(process)
+    return peer_server(SERVER_SCRIPT.name, "--token", TOKEN)
 
 
 @asynccontextmanager

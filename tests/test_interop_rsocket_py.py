@@ -13,15 +13,11 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
-from subprocess import PIPE
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
 import pytest
-from anyio.abc import Process
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 from anyio_rsocket import (
     ApplicationError,
@@ -34,16 +30,13 @@ from anyio_rsocket import (
     serve_tcp,
 )
 
+from .interop.peer_process import PEERS, STARTUP_TIMEOUT, peer_server
+
 pytestmark = [pytest.mark.interop, pytest.mark.anyio]
 
-PEERS = Path(__file__).parent / "interop" / "peers"
 SERVER_SCRIPT = PEERS / "rsocket_py_server.py"
 CLIENT_SCRIPT = PEERS / "rsocket_py_client.py"
 
-#: Seconds allowed for the peer process to start (Python + rsocket-py imports) and print its port.
-STARTUP_TIMEOUT = 15
-#: Seconds the peer gets to exit after its stdin is closed before it is killed.
-EXIT_TIMEOUT = 5
 #: Per-test budget for the interactions themselves.
 TEST_TIMEOUT = 10
 
@@ -51,38 +44,9 @@ TEST_TIMEOUT = 10
 # --- the rsocket-py server as a subprocess ------------------------------------------------------
 
 
-async def _stop(process: Process) -> None:
-    """Close stdin (the peer's shutdown signal), wait for exit, kill if it lingers."""
-    with anyio.CancelScope(shield=True):
-        if process.stdin is not None:
-            await process.stdin.aclose()
-        with anyio.move_on_after(EXIT_TIMEOUT):
-            await process.wait()
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        await process.aclose()
-
-
-@asynccontextmanager
-async def rsocket_py_server(*options: str) -> AsyncIterator[int]:
-    """Run ``rsocket_py_server.py`` with ``options``; yield the port it listens on.
-
-    Only AnyIO process I/O is used, so neither event loop is ever blocked while the peer starts.
-    Its stderr (logs) is inherited, so pytest shows it when a test fails.
-    """
-    process = await anyio.open_process(
-        [sys.executable, str(SERVER_SCRIPT), *options], stdin=PIPE, stdout=PIPE, stderr=None
-    )
-    try:
-        assert process.stdout is not None
-        with anyio.fail_after(STARTUP_TIMEOUT):
-            line = await BufferedByteReceiveStream(process.stdout).receive_until(b"\n", 100)
-        keyword, _, port = line.decode("ascii").partition(" ")
-        assert keyword == "PORT", f"unexpected first line from the rsocket-py server: {line!r}"
-        yield int(port)
-    finally:
-        await _stop(process)
+def rsocket_py_server(*options: str) -> AbstractAsyncContextManager[int]:
+    """Run ``rsocket_py_server.py`` with ``options``; yield the port it listens on."""
+    return peer_server("rsocket_py_server.py", *options)
 
 
 @pytest.fixture

@@ -27,10 +27,10 @@ from anyio_rsocket import (
     connect_websocket,
     serve_websocket,
 )
+from tests.interop.peer_process import STARTUP_TIMEOUT
 from tests.test_interop_rsocket_py import (
     CLIENT_SCRIPT,
     EXPECTED_CLIENT_RESULT,
-    STARTUP_TIMEOUT,
     TEST_TIMEOUT,
     ContractHandler,
     rsocket_py_server,
