@@ -12,8 +12,10 @@ from anyio_rsocket import RSocket
 from anyio_rsocket.client import open_client
 from anyio_rsocket.connection import HandlerFactory
 from anyio_rsocket.frames import Frame, KeepaliveFrame, SetupFrame, decode_frame, encode_frame
-from anyio_rsocket.server import serve_connection
-from anyio_rsocket.transports.memory import MemoryTransport, memory_transport_pair
+from anyio_rsocket.server import serve_connection, serve_tcp
+from anyio_rsocket.transports.base import Transport
+from anyio_rsocket.transports.memory import memory_transport_pair
+from anyio_rsocket.transports.tcp import ByteStreamTransport
 
 F = TypeVar("F")
 
@@ -29,7 +31,7 @@ DEFAULT_SETUP = SetupFrame(
 class RawPeer:
     """The other end of a connection, speaking raw frames and asserting what comes back."""
 
-    def __init__(self, transport: MemoryTransport) -> None:
+    def __init__(self, transport: Transport) -> None:
         self.transport = transport
         self._pending: list[bytes] = []
 
@@ -93,16 +95,37 @@ async def raw_server(**client_options: Any) -> AsyncIterator[tuple[RSocket, RawP
         yield rsocket, peer
 
 
+#: Transport ``raw_client`` uses: "memory" (default) or "tcp" (set per module by a fixture).
+RAW_TRANSPORT = "memory"
+
+
 @asynccontextmanager
 async def raw_client(
     handler_factory: HandlerFactory, setup: SetupFrame | None = DEFAULT_SETUP, **server_options: Any
 ) -> AsyncIterator[RawPeer]:
-    """Our server serving one connection whose client is a raw peer (SETUP sent unless None)."""
-    client_transport, server_transport = memory_transport_pair()
-    peer = RawPeer(client_transport)
+    """Our server serving one connection whose client is a raw peer (SETUP sent unless None).
+
+    Over "memory" the peer talks to ``serve_connection`` directly; over "tcp" it connects a real
+    socket to ``serve_tcp`` and speaks length-prefixed frames, byte for byte.
+    """
     async with anyio.create_task_group() as task_group:
-        task_group.start_soon(lambda: serve_connection(server_transport, handler_factory, **server_options))
-        if setup is not None:
-            await peer.send(setup)
-        yield peer
-        task_group.cancel_scope.cancel()
+        if RAW_TRANSPORT == "tcp":
+            port = await task_group.start(
+                lambda task_status: serve_tcp(
+                    handler_factory, "127.0.0.1", 0, task_status=task_status, **server_options
+                )
+            )
+            peer = RawPeer(ByteStreamTransport(await anyio.connect_tcp("127.0.0.1", port)))
+        else:
+            client_transport, server_transport = memory_transport_pair()
+            peer = RawPeer(client_transport)
+            task_group.start_soon(
+                lambda: serve_connection(server_transport, handler_factory, **server_options)
+            )
+        try:
+            if setup is not None:
+                await peer.send(setup)
+            yield peer
+        finally:
+            await peer.transport.aclose()
+            task_group.cancel_scope.cancel()

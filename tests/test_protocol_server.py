@@ -28,6 +28,15 @@ from .rawpeer import DEFAULT_SETUP, RawPeer, raw_client
 pytestmark = pytest.mark.anyio
 
 
+@pytest.fixture(autouse=True, params=["memory", "tcp"])
+def raw_transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs twice: over the memory transport and over a real TCP socket."""
+    from . import rawpeer
+
+    monkeypatch.setattr(rawpeer, "RAW_TRANSPORT", request.param)
+    return str(request.param)
+
+
 class Recorder(RequestHandler):
     """Endless streams, echoing channels, and events that tests can wait on."""
 
