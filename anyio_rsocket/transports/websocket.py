@@ -48,7 +48,7 @@ from ..frames import MAX_FRAME_SIZE, ErrorFrame, encode_frame
 from .base import Transport
 
 #: How much to read per call; the same as the TCP transport.
-_READ_SIZE = 65536
+_READ_SIZE = 262144
 #: How long closing may spend sending the Close message before the connection is dropped.
 _CLOSE_TIMEOUT = 1.0
 #: How long a server waits for a complete upgrade request.
