@@ -716,3 +716,34 @@ async def test_asgi_app_under_hypercorn(anyio_backend: str) -> None:
                     shutdown.set()  # hypercorn closes live WebSockets when it shuts down
                     with pytest.raises(ConnectionClosedError):
                         await stream.receive()
+
+
+async def test_direct_upgrade_sends_target_and_headers_T2() -> None:
+    """Without an httpx client the upgrade goes over our own socket: path, query and headers arrive."""
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, Request
+
+    seen: list[Request] = []
+
+    async def one_upgrade(stream: anyio.abc.SocketStream) -> None:
+        server = WSConnection(ConnectionType.SERVER)
+        while not seen:
+            server.receive_data(await stream.receive())
+            seen.extend(event for event in server.events() if isinstance(event, Request))
+        await stream.send(server.send(AcceptConnection()))
+        await stream.aclose()
+
+    with anyio.fail_after(TIMEOUT):
+        async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+            port = listener.extra(anyio.abc.SocketAttribute.local_port)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(listener.serve, one_upgrade)
+                async with open_websocket(
+                    f"ws://127.0.0.1:{port}/rs?tenant=7", headers={"X-Token": "secret"}
+                ) as transport:
+                    with pytest.raises(ConnectionClosedError):
+                        await transport.receive()  # the test server hangs up after accepting
+                tg.cancel_scope.cancel()
+    (request,) = seen
+    assert request.target == "/rs?tenant=7"
+    assert (b"x-token", b"secret") in [(name.lower(), value) for name, value in request.extra_headers]

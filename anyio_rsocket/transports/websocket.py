@@ -404,6 +404,12 @@ async def open_websocket(
     """
     if client is not None and ssl_context is not None:
         raise ValueError("pass ssl_context to your httpx.AsyncClient (verify=...), not to connect")
+    if client is None:
+        # No httpx settings to honour: upgrade over our own AnyIO socket, which spares every read
+        # and write the per-call timeout scopes of httpcore's stream.
+        async with _open_direct(url, subprotocols or (), headers or {}, ssl_context) as transport:
+            yield transport
+        return
     key = base64.b64encode(os.urandom(16)).decode("ascii")
     request_headers = httpx.Headers(headers)  # case-insensitive: ours replace any of the caller's
     request_headers["connection"] = "upgrade"
@@ -436,6 +442,78 @@ async def open_websocket(
         )
         stack.push_async_callback(transport.aclose)
         yield transport
+
+
+@asynccontextmanager
+async def _open_direct(
+    url: str,
+    subprotocols: Sequence[str],
+    headers: Mapping[str, str],
+    ssl_context: ssl.SSLContext | None,
+) -> AsyncIterator[WebSocketTransport]:
+    """The client upgrade over a plain AnyIO TCP (or TLS) stream, driven by wsproto."""
+    parts = urlsplit(url)
+    secure = parts.scheme in ("wss", "https")
+    if parts.scheme not in ("ws", "wss", "http", "https") or not parts.hostname:
+        raise ValueError(f"not a WebSocket URL: {url!r}")
+    host = parts.hostname
+    port = parts.port or (443 if secure else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        stream: ByteStream
+        if secure:
+            context = ssl_context if ssl_context is not None else ssl.create_default_context()
+            stream = await anyio.connect_tcp(host, port, ssl_context=context, tls_hostname=host)
+        else:
+            stream = await anyio.connect_tcp(host, port)
+    except (OSError, anyio.BrokenResourceError) as exc:
+        raise _connection_error(url, exc) from _connect_cause(exc)
+    connection = WSConnection(ConnectionType.CLIENT)
+    channel = _ByteStreamChannel(stream)
+    transport: WebSocketTransport | None = None
+    try:
+        host_header = parts.netloc.rpartition("@")[2]
+        extra = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+        request = Request(
+            host=host_header, target=target, subprotocols=list(subprotocols), extra_headers=extra
+        )
+        try:
+            with anyio.fail_after(HANDSHAKE_TIMEOUT):
+                await stream.send(connection.send(request))
+                answer = await _read_upgrade_answer(connection, channel)
+        except TimeoutError:
+            raise ConnectionClosedError(f"WebSocket upgrade to {url} timed out") from None
+        except (*_ANYIO_IO_ERRORS, RemoteProtocolError) as exc:
+            raise ConnectionClosedError(f"WebSocket upgrade to {url} failed: {exc!r}") from exc
+        if isinstance(answer, RejectConnection):
+            raise ConnectionClosedError(f"WebSocket upgrade to {url} refused: HTTP {answer.status_code}")
+        if answer.subprotocol is not None and answer.subprotocol not in subprotocols:
+            raise ConnectionClosedError(
+                f"the server chose subprotocol {answer.subprotocol!r}, not one we offered"
+            )
+        transport = WebSocketTransport(connection, channel, subprotocol=answer.subprotocol)
+    finally:
+        if transport is None:  # failed or cancelled: never leave the socket open
+            with anyio.CancelScope(shield=True):
+                await anyio.aclose_forcefully(stream)
+    try:
+        yield transport
+    finally:
+        await transport.aclose()
+
+
+async def _read_upgrade_answer(
+    connection: WSConnection, channel: _ByteStreamChannel
+) -> AcceptConnection | RejectConnection:
+    """Read until wsproto has parsed the server's answer to our upgrade request."""
+    while True:
+        data = await channel.read()
+        if not data:
+            raise ConnectionClosedError("the server closed the connection during the WebSocket upgrade")
+        connection.receive_data(data)
+        for event in connection.events():
+            if isinstance(event, (AcceptConnection, RejectConnection)):
+                return event
 
 
 __all__ = ["HANDSHAKE_TIMEOUT", "WebSocketTransport", "accept_websocket", "open_websocket"]
