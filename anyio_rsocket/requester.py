@@ -349,10 +349,7 @@ class RequestChannel(RequestStream, ObjectStream[Payload]):
             except BaseException:
                 self._abort()
                 raise
-        if exc_type is None:
-            await self.aclose()
-        else:
-            self._abort()
+        await super().__aexit__(exc_type, exc_val, exc_tb)
 
     async def _pump_outbound(self, outbound: AsyncIterable[Payload]) -> None:
         try:
