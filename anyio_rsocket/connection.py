@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import struct
 import sys
 from collections.abc import AsyncIterable, Awaitable, Callable
@@ -151,7 +152,7 @@ class RSocket:
         self._closed = anyio.Event()
         self._writer_done = anyio.Event()
         self._established = anyio.Event()
-        self._last_received = anyio.current_time()
+        self._heard = False  # a frame arrived since the keepalive task last looked (K3)
         self._reader_scope = anyio.CancelScope()
         self._keepalive_scope = anyio.CancelScope()
         self._writer_scope = anyio.CancelScope()
@@ -476,7 +477,7 @@ class RSocket:
                     if self._outbox_size > READER_PAUSE_BYTES:
                         await self._wait_writable(READER_PAUSE_BYTES)
                     frames = await receive()
-                    self._last_received = anyio.current_time()
+                    self._heard = True  # cheaper than reading the clock for every batch
                     self._handle_frames(frames)
                     workers = self._workers
                     if workers.backlog:
@@ -722,22 +723,32 @@ class RSocket:
     # --- keepalive and lease tasks ---------------------------------------------------------------
 
     async def _keepalive_loop(self) -> None:
+        """Send keepalives (K1) and end the connection after max-lifetime of silence (K3).
+
+        The reader only raises a flag per batch of frames; this task turns it into a time when it
+        wakes, at least four times per lifetime, so silence is noticed at most a quarter of the
+        lifetime late.
+        """
         interval = self._setup.keepalive_interval
         lifetime = self._setup.max_lifetime
         send_keepalives = self._options.send_keepalives
         with self._keepalive_scope:
-            next_keepalive = anyio.current_time() + interval
+            now = anyio.current_time()
+            next_keepalive = now + interval if send_keepalives else math.inf
+            last_heard = now
             while self._error is None:
                 now = anyio.current_time()
-                deadline = self._last_received + lifetime
-                if now >= deadline:
+                if self._heard:
+                    self._heard = False
+                    last_heard = now
+                elif now - last_heard >= lifetime:
                     # K3: silence for max-lifetime means the peer (or the path to it) is dead.
                     self._terminate(ConnectionClosedError(f"no frame from the peer for {lifetime:g} s (K3)"))
                     return
-                if send_keepalives and now >= next_keepalive:
+                if now >= next_keepalive:
                     self._send_if_open(encode_frame(KeepaliveFrame(True)))
                     next_keepalive = now + interval
-                wake = min(deadline, next_keepalive) if send_keepalives else deadline
+                wake = min(now + lifetime / 4, last_heard + lifetime, next_keepalive)
                 await anyio.sleep(max(0.0, wake - now))
 
     def _grant_lease(self, strategy: LeaseStrategy) -> None:
