@@ -395,14 +395,6 @@ class RSocket:
             return [encode_frame(piece) for piece in fragment(frame, size)]
         return [encode_frame(frame)]
 
-    def _send_item(self, frame: FragmentableFrame) -> None:
-        """Queue a request or PAYLOAD, fragmented as configured."""
-        if self._fragment_size is None:
-            self._send_frame(encode_frame(frame))
-        else:
-            for piece in self._encode_item(frame):
-                self._send_frame(piece)
-
     def _send_payload(self, stream_id: int, data: bytes, metadata: bytes | None, flags: int) -> None:
         """Queue a PAYLOAD (the hot path of streams and channels), fragmented as configured."""
         size = self._fragment_size
@@ -414,10 +406,6 @@ class RSocket:
             )
             for piece in self._encode_item(frame):
                 self._send_frame(piece)
-
-    def _send_item_if_open(self, frame: FragmentableFrame) -> None:
-        if self._error is None:
-            self._send_item(frame)
 
     async def _wait_writable(self, limit: int = WRITE_HIGH_WATER) -> None:
         """Back-pressure: wait while the outbound queue holds more than ``limit`` bytes.
