@@ -37,6 +37,9 @@ class PeerOptions:
     - ``lease_strategy``: the leases our responder grants when SETUP negotiated leasing.
     - ``lease_wait``: when our requester has no lease allowance, wait for one instead of failing
       with RejectedError.
+    - ``expose_errors``: when a handler raises an exception that is not an ``RSocketError``, send
+      its text to the peer. Off by default: the peer sees only the exception's type name, because
+      messages can hold paths, keys or SQL. ``RSocketError`` messages are always sent.
     """
 
     fragment_size: int | None = None
@@ -46,6 +49,7 @@ class PeerOptions:
     send_keepalives: bool = True
     lease_strategy: LeaseStrategy | None = None
     lease_wait: bool = False
+    expose_errors: bool = False
 
     def __post_init__(self) -> None:
         if self.fragment_size is not None and not MIN_FRAGMENT_SIZE <= self.fragment_size <= MAX_FRAME_SIZE:
@@ -65,8 +69,11 @@ class ClientOptions(TypedDict, total=False):
     ``keepalive_interval`` (20 s) and ``max_lifetime`` (90 s), ``setup_payload``. ``handler``
     answers the server's requests. ``confirm_setup`` (default true) waits for the server to accept
     SETUP. ``lease`` negotiates leasing: ``True`` honours the server's leases and grants it an
-    unlimited one, a :class:`~anyio_rsocket.lease.LeaseStrategy` also chooses what we grant. The
-    rest are :class:`PeerOptions` fields.
+    unlimited one, a :class:`~anyio_rsocket.lease.LeaseStrategy` also chooses what we grant.
+    ``connect_timeout`` (default 10 s) bounds everything up to a usable connection: TCP connect,
+    TLS handshake, WebSocket upgrade and SETUP confirmation. ``max_frame_size`` and
+    ``frame_timeout`` are the limits of :class:`ServerOptions`. The rest are :class:`PeerOptions`
+    fields.
     """
 
     data_mime_type: str
@@ -82,6 +89,10 @@ class ClientOptions(TypedDict, total=False):
     max_reassembled_size: int
     max_concurrent_requests: int
     max_stream_id: int
+    connect_timeout: float
+    max_frame_size: int
+    frame_timeout: float
+    expose_errors: bool
 
 
 class ServerOptions(TypedDict, total=False):
@@ -89,8 +100,23 @@ class ServerOptions(TypedDict, total=False):
 
     ``send_keepalives`` makes the server send KEEPALIVEs too (K1, off by default); ``lease`` is the
     strategy for clients that negotiate leasing (unlimited leases when omitted); ``setup_timeout``
-    bounds how long a new connection may take to send SETUP. The rest are :class:`PeerOptions`
-    fields.
+    bounds how long a new connection may take to send SETUP.
+
+    Limits against hostile or broken clients:
+
+    - ``max_frame_size``: largest frame accepted (default and maximum 16,777,215 bytes); a larger
+      announced frame is a protocol error before any of it is buffered.
+    - ``frame_timeout``: seconds a frame may take to arrive in full once its first byte has
+      (default 60); a stalled frame closes the connection.
+    - ``max_connections``: connections served at once (default ``None``, no cap); beyond it the
+      server stops accepting until one ends, leaving new ones in the kernel's backlog.
+    - ``tls_handshake_timeout``: seconds a TLS handshake may take (default 10).
+    - ``max_lifetime_cap`` / ``keepalive_interval_cap``: the largest max lifetime and keepalive
+      interval a client may ask for (default ``None``, no cap); a client asking for more is held
+      to the cap.
+    - ``expose_errors``: see :class:`PeerOptions`.
+
+    The rest are :class:`PeerOptions` fields.
     """
 
     send_keepalives: bool
@@ -100,3 +126,10 @@ class ServerOptions(TypedDict, total=False):
     max_reassembled_size: int
     max_concurrent_requests: int
     max_stream_id: int
+    max_frame_size: int
+    frame_timeout: float
+    max_connections: int | None
+    tls_handshake_timeout: float
+    max_lifetime_cap: float | None
+    keepalive_interval_cap: float | None
+    expose_errors: bool

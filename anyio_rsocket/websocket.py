@@ -18,8 +18,9 @@ from anyio.abc import ByteStream, TaskStatus
 
 from .client import open_client
 from .connection import HandlerFactory, RSocket
+from .listener import serve_listener
 from .options import ClientOptions, ServerOptions
-from .server import serve_connection, serve_listener
+from .server import serve_connection
 from .transports.websocket import HANDSHAKE_TIMEOUT, accept_websocket, open_websocket
 
 if sys.version_info >= (3, 11):
