@@ -17,7 +17,13 @@ from .fragmentation import DEFAULT_MAX_REASSEMBLED_SIZE
 from .frames import MAX_31, encode_frame
 from .handler import RequestHandler
 from .lease import LeaseStrategy
-from .options import DEFAULT_MAX_CONCURRENT_REQUESTS, ClientOptions, PeerOptions
+from .options import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_CONCURRENT_REQUESTS,
+    ConnectOptions,
+    PeerOptions,
+    split_connect_options,
+)
 from .payload import Payload
 from .setup_info import SetupInfo
 from .transports.base import Transport
@@ -48,6 +54,8 @@ async def open_client(
     max_reassembled_size: int = DEFAULT_MAX_REASSEMBLED_SIZE,
     max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
     max_stream_id: int = MAX_31,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    expose_errors: bool = False,
 ) -> AsyncIterator[RSocket]:
     """Run the client side of RSocket over an already connected ``transport``.
 
@@ -68,6 +76,7 @@ async def open_client(
         send_keepalives=True,
         lease_strategy=lease if isinstance(lease, LeaseStrategy) else None,
         lease_wait=lease_wait,
+        expose_errors=expose_errors,
     )
     setup = SetupInfo(
         data_mime_type=data_mime_type,
@@ -88,7 +97,7 @@ async def open_client(
                 rsocket._start()
                 try:
                     if confirm_setup:
-                        await rsocket._confirm_setup(max_lifetime)
+                        await rsocket._confirm_setup(connect_timeout)
                     yield rsocket
                 finally:
                     await rsocket.aclose()
@@ -104,7 +113,7 @@ async def connect_tcp(
     port: int,
     *,
     ssl_context: ssl.SSLContext | None = None,
-    **options: Unpack[ClientOptions],
+    **options: Unpack[ConnectOptions],
 ) -> AsyncIterator[RSocket]:
     """Connect to an RSocket server over TCP (TLS with ``ssl_context``) for one ``async with``.
 
@@ -115,6 +124,7 @@ async def connect_tcp(
     :class:`~anyio_rsocket.errors.ConnectionClosedError` when the server cannot be reached; when the
     TLS handshake failed, its ``__cause__`` is the ``ssl.SSLError`` (e.g. ``SSLCertVerificationError``).
     """
+    client_options, max_frame_size, _frame_timeout = split_connect_options(options)
     try:
         stream: ByteStream
         if ssl_context is None:
@@ -129,5 +139,7 @@ async def connect_tcp(
                 f"TLS handshake with {host}:{port} failed: {tls_error}"
             ) from tls_error
         raise ConnectionClosedError(f"cannot connect to {host}:{port}: {exc}") from exc
-    async with open_client(ByteStreamTransport(stream), **options) as rsocket:
+    async with open_client(
+        ByteStreamTransport(stream, max_frame_size=max_frame_size), **client_options
+    ) as rsocket:
         yield rsocket

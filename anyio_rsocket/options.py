@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 
 #: Queued outbound bytes above which producers (responders, channel senders, fire-and-forget) wait.
 WRITE_HIGH_WATER = 1 << 20
+#: Default bound on reaching a usable connection (connect, TLS, upgrade, SETUP confirmation).
+DEFAULT_CONNECT_TIMEOUT = 10.0
+#: Default limit on receiving one whole frame once its first byte has arrived.
+DEFAULT_FRAME_TIMEOUT = 60.0
 #: Default cap on requests a peer may have us working on at once (each is a task).
 DEFAULT_MAX_CONCURRENT_REQUESTS = 10_000
 
@@ -71,8 +75,7 @@ class ClientOptions(TypedDict, total=False):
     SETUP. ``lease`` negotiates leasing: ``True`` honours the server's leases and grants it an
     unlimited one, a :class:`~anyio_rsocket.lease.LeaseStrategy` also chooses what we grant.
     ``connect_timeout`` (default 10 s) bounds everything up to a usable connection: TCP connect,
-    TLS handshake, WebSocket upgrade and SETUP confirmation. ``max_frame_size`` and
-    ``frame_timeout`` are the limits of :class:`ServerOptions`. The rest are :class:`PeerOptions`
+    TLS handshake, WebSocket upgrade and SETUP confirmation. The rest are :class:`PeerOptions`
     fields.
     """
 
@@ -90,9 +93,22 @@ class ClientOptions(TypedDict, total=False):
     max_concurrent_requests: int
     max_stream_id: int
     connect_timeout: float
+    expose_errors: bool
+
+
+class ConnectOptions(ClientOptions, total=False):
+    """:class:`ClientOptions` plus the limits of the transport that ``connect_*`` builds."""
+
     max_frame_size: int
     frame_timeout: float
-    expose_errors: bool
+
+
+def split_connect_options(options: ConnectOptions) -> tuple[ClientOptions, int, float]:
+    """Separate the transport limits (max frame size, frame timeout) from the client options."""
+    rest = ConnectOptions(**options)
+    max_frame_size = rest.pop("max_frame_size", MAX_FRAME_SIZE)
+    frame_timeout = rest.pop("frame_timeout", DEFAULT_FRAME_TIMEOUT)
+    return rest, max_frame_size, frame_timeout
 
 
 class ServerOptions(TypedDict, total=False):

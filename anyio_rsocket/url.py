@@ -12,7 +12,7 @@ import httpx
 
 from .client import connect_tcp
 from .connection import RSocket
-from .options import ClientOptions
+from .options import ConnectOptions
 from .websocket import connect_websocket
 
 if sys.version_info >= (3, 11):
@@ -32,7 +32,7 @@ async def connect(
     client: httpx.AsyncClient | None = None,
     subprotocols: Sequence[str] | None = None,
     headers: Mapping[str, str] | None = None,
-    **options: Unpack[ClientOptions],
+    **options: Unpack[ConnectOptions],
 ) -> AsyncIterator[RSocket]:
     """Connect to the RSocket server at ``url`` for one ``async with``; yield the requester.
 

@@ -19,7 +19,7 @@ from anyio.abc import ByteStream, TaskStatus
 from .client import open_client
 from .connection import HandlerFactory, RSocket
 from .listener import serve_listener
-from .options import ClientOptions, ServerOptions
+from .options import ConnectOptions, ServerOptions, split_connect_options
 from .server import serve_connection
 from .transports.websocket import HANDSHAKE_TIMEOUT, accept_websocket, open_websocket
 
@@ -37,7 +37,7 @@ async def connect_websocket(
     subprotocols: Sequence[str] | None = None,
     headers: Mapping[str, str] | None = None,
     ssl_context: ssl.SSLContext | None = None,
-    **options: Unpack[ClientOptions],
+    **options: Unpack[ConnectOptions],
 ) -> AsyncIterator[RSocket]:
     """Connect to an RSocket server over WebSocket for one ``async with``; yield the requester.
 
@@ -52,11 +52,12 @@ async def connect_websocket(
     Raises :class:`~anyio_rsocket.errors.ConnectionClosedError` when the server cannot be reached or
     refuses the upgrade; when the TLS handshake failed, its ``__cause__`` is the ``ssl.SSLError``.
     """
+    client_options, _max_frame_size, _frame_timeout = split_connect_options(options)
     async with (
         open_websocket(
             url, client=client, subprotocols=subprotocols, headers=headers, ssl_context=ssl_context
         ) as transport,
-        open_client(transport, **options) as rsocket,
+        open_client(transport, **client_options) as rsocket,
     ):
         yield rsocket
 
