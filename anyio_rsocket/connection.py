@@ -153,6 +153,9 @@ class RSocket:
         self._writer_done = anyio.Event()
         self._established = anyio.Event()
         self._heard = False  # a frame arrived since the keepalive task last looked (K3)
+        self._reading_paused = False  # the reader waits for our consumers or handlers (not K3 silence)
+        self._congested_streams = 0  # requester streams whose unread buffer is over high water
+        self._uncongested: anyio.Event | None = None
         self._reader_scope = anyio.CancelScope()
         self._keepalive_scope = anyio.CancelScope()
         self._writer_scope = anyio.CancelScope()
@@ -371,6 +374,26 @@ class RSocket:
             if self._draining and not self._streams:
                 self._terminate(ConnectionClosedError("connection closed by peer (CONNECTION_CLOSE)"))
 
+    # --- reader back-pressure from slow consumers ----------------------------------------------
+
+    def _stream_congested(self) -> None:
+        """A stream's unread buffer passed its high-water mark: the reader pauses after this batch."""
+        self._congested_streams += 1
+
+    def _stream_relieved(self) -> None:
+        self._congested_streams -= 1
+        event = self._uncongested
+        if event is not None and not self._congested_streams:
+            self._uncongested = None
+            event.set()
+
+    async def _wait_uncongested(self) -> None:
+        while self._congested_streams and self._error is None:
+            event = self._uncongested
+            if event is None:
+                event = self._uncongested = anyio.Event()
+            await event.wait()
+
     # --- writing ---------------------------------------------------------------------------------
 
     def _send_frame(self, frame: bytes) -> None:
@@ -470,10 +493,17 @@ class RSocket:
                     workers = self._workers
                     if workers.backlog:
                         await workers.relieve()
-                    if workers.active > self._options.max_concurrent_requests:
-                        # Only requests that cannot be refused get past the limit (see
-                        # _accept_request): stop reading until handlers catch up.
-                        await workers.wait_below(self._options.max_concurrent_requests + 1)
+                    if self._congested_streams or workers.active > self._options.max_concurrent_requests:
+                        # TCP back-pressure for our own slowness: a consumer far behind its stream,
+                        # or handlers over the limit (only requests that cannot be refused get past
+                        # it, see _accept_request), stop reading until they catch up. The peer is
+                        # not silent meanwhile, we are deaf, so this does not count towards K3.
+                        self._reading_paused = True
+                        try:
+                            await self._wait_uncongested()
+                            await workers.wait_below(self._options.max_concurrent_requests + 1)
+                        finally:
+                            self._reading_paused = False
         except ConnectionClosedError as exc:
             self._terminate(exc)
         except FrameError as exc:  # the transport refused a frame (too large, text message, ...)
@@ -717,16 +747,14 @@ class RSocket:
         wakes, at least four times per lifetime, so silence is noticed at most a quarter of the
         lifetime late.
         """
-        interval = self._setup.keepalive_interval
-        lifetime = self._setup.max_lifetime
-        send_keepalives = self._options.send_keepalives
+        interval, lifetime, send_keepalives = self._keepalive_plan()
         with self._keepalive_scope:
             now = anyio.current_time()
             next_keepalive = now + interval if send_keepalives else math.inf
             last_heard = now
             while self._error is None:
                 now = anyio.current_time()
-                if self._heard:
+                if self._heard or self._reading_paused:
                     self._heard = False
                     last_heard = now
                 elif now - last_heard >= lifetime:
@@ -738,6 +766,26 @@ class RSocket:
                     next_keepalive = now + interval
                 wake = min(now + lifetime / 4, last_heard + lifetime, next_keepalive)
                 await anyio.sleep(max(0.0, wake - now))
+
+    def _keepalive_plan(self) -> tuple[float, float, bool]:
+        """Our keepalive interval, the silence we tolerate, and whether we send KEEPALIVEs.
+
+        A server holds the client to its caps: silence is judged against the capped lifetime, and
+        if the client's own keepalives would come too rarely for that, we send KEEPALIVE(R) often
+        enough that its echoes keep the connection alive.
+        """
+        options = self._options
+        requested = interval = self._setup.keepalive_interval
+        lifetime = self._setup.max_lifetime
+        lifetime_cap, interval_cap = options.max_lifetime_cap, options.keepalive_interval_cap
+        capped = False
+        if lifetime_cap is not None and lifetime > lifetime_cap:
+            lifetime, capped = lifetime_cap, True
+        if interval_cap is not None and interval > interval_cap:
+            interval, capped = interval_cap, True
+        if capped:
+            interval = min(interval, lifetime / 2)
+        return interval, lifetime, options.send_keepalives or interval < requested
 
     def _grant_lease(self, strategy: LeaseStrategy) -> None:
         frame = strategy.next_lease().to_frame()
@@ -798,7 +846,7 @@ class RSocket:
         self._keepalive_scope.cancel()
         self._lease_scope.cancel()
         self._writer_scope.deadline = anyio.current_time() + CLOSE_FLUSH_TIMEOUT
-        for event in (self._writer_wakeup, self._writable, self._lease_event):
+        for event in (self._writer_wakeup, self._writable, self._lease_event, self._uncongested):
             if event is not None:
                 event.set()
-        self._writer_wakeup = self._writable = self._lease_event = None
+        self._writer_wakeup = self._writable = self._lease_event = self._uncongested = None

@@ -44,6 +44,9 @@ class PeerOptions:
     - ``expose_errors``: when a handler raises an exception that is not an ``RSocketError``, send
       its text to the peer. Off by default: the peer sees only the exception's type name, because
       messages can hold paths, keys or SQL. ``RSocketError`` messages are always sent.
+    - ``max_lifetime_cap`` / ``keepalive_interval_cap``: the most the peer's SETUP may ask for
+      (servers only). Silence is judged against the capped lifetime, and when the peer's own
+      keepalives would come too rarely for it, we send KEEPALIVEs asking for an echo instead.
     """
 
     fragment_size: int | None = None
@@ -54,6 +57,8 @@ class PeerOptions:
     lease_strategy: LeaseStrategy | None = None
     lease_wait: bool = False
     expose_errors: bool = False
+    max_lifetime_cap: float | None = None
+    keepalive_interval_cap: float | None = None
 
     def __post_init__(self) -> None:
         if self.fragment_size is not None and not MIN_FRAGMENT_SIZE <= self.fragment_size <= MAX_FRAME_SIZE:
@@ -62,6 +67,9 @@ class PeerOptions:
             raise ValueError("max_reassembled_size must be positive")
         if self.max_concurrent_requests < 1:
             raise ValueError("max_concurrent_requests must be positive")
+        for cap in (self.max_lifetime_cap, self.keepalive_interval_cap):
+            if cap is not None and cap <= 0:
+                raise ValueError("max_lifetime_cap and keepalive_interval_cap must be positive")
         if not 3 <= self.max_stream_id <= MAX_31:
             raise ValueError(f"max_stream_id must be between 3 and {MAX_31}")
 

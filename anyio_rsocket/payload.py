@@ -7,7 +7,8 @@ class Payload:
     """Data plus optional metadata.
 
     ``metadata`` is ``None`` when absent and ``b""`` when present but empty; the two stay distinct on
-    the wire (checklist MD3). Payloads are immutable by convention and compare by value.
+    the wire (checklist MD3). Payloads are immutable by convention and compare by value. Data and
+    metadata must be bytes-like: ``Payload("text")`` raises ``TypeError``.
     """
 
     __slots__ = ("data", "metadata")
@@ -16,6 +17,13 @@ class Payload:
     metadata: bytes | None
 
     def __init__(self, data: bytes = b"", metadata: bytes | None = None) -> None:
+        # Checked here, where the mistake is made, rather than later when the frame is encoded.
+        if data.__class__ is not bytes and not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"Payload data must be bytes, not {type(data).__name__}")
+        if metadata is not None and metadata.__class__ is not bytes and not isinstance(
+            metadata, (bytes, bytearray, memoryview)
+        ):
+            raise TypeError(f"Payload metadata must be bytes or None, not {type(metadata).__name__}")
         self.data = data
         self.metadata = metadata
 

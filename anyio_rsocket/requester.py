@@ -36,6 +36,12 @@ if TYPE_CHECKING:
 
 #: Credit a stream or channel grants when the caller does not choose (see README, "Credit").
 DEFAULT_INITIAL_N = 256
+#: Bytes an unread stream buffer may hold (items cost their size plus ``_ITEM_OVERHEAD``) before the
+#: connection stops reading, whatever the credit: large credit must not mean unbounded memory.
+STREAM_HIGH_WATER = 4 << 20
+#: Reading resumes once the consumer has brought the buffer below this.
+STREAM_LOW_WATER = STREAM_HIGH_WATER // 2
+_ITEM_OVERHEAD = 128
 
 
 def _check_credit(name: str, n: int) -> int:
@@ -111,6 +117,8 @@ class RequestStream(ObjectReceiveStream[Payload]):
         self._unbounded = self._initial_n >= MAX_REQUEST_N
         # The buffer's bound is the credit itself: the reader never pushes more than was granted.
         self._items: deque[Payload] = deque()
+        self._buffered_cost = 0  # bytes of buffered items plus a fixed overhead each
+        self._congested = False  # over the high-water mark: the connection has paused its reader
         self._item_waiter: anyio.Event | None = None
         self._consumer_closed = False
         self._since_checkpoint = 0
@@ -157,6 +165,13 @@ class RequestStream(ObjectReceiveStream[Payload]):
             self._connection._send_if_open(encode_frame(CancelFrame(self.stream_id)))
         self._consumer_closed = True
         self._items.clear()
+        self._buffered_cost = 0
+        self._relieve()
+
+    def _relieve(self) -> None:
+        if self._congested:
+            self._congested = False
+            self._connection._stream_relieved()
 
     async def aclose(self) -> None:
         """Stop the interaction; sends CANCEL if the stream has not completed yet."""
@@ -182,6 +197,10 @@ class RequestStream(ObjectReceiveStream[Payload]):
 
     def _push(self, item: Payload) -> None:
         self._items.append(item)
+        cost = self._buffered_cost = self._buffered_cost + len(item.data) + _ITEM_OVERHEAD
+        if cost > STREAM_HIGH_WATER and not self._congested:
+            self._congested = True
+            self._connection._stream_congested()
         if self._item_waiter is not None:
             self._wake_consumer()
 
@@ -208,6 +227,9 @@ class RequestStream(ObjectReceiveStream[Payload]):
             await waiter.wait()
             self._since_checkpoint = 0
         item = items.popleft()
+        self._buffered_cost -= len(item.data) + _ITEM_OVERHEAD
+        if self._congested and self._buffered_cost <= STREAM_LOW_WATER:
+            self._relieve()
         self._since_checkpoint += 1
         if self._since_checkpoint >= 64:
             self._since_checkpoint = 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,6 @@ from .errors import (
     CONNECTION_ERROR_CODES,
     ConnectionClosedError,
     ErrorCode,
-    FrameError,
     InvalidError,
     RSocketError,
 )
@@ -41,18 +41,51 @@ if TYPE_CHECKING:
     from .connection import RSocket
 
 logger = logging.getLogger("anyio_rsocket")
+#: Every failure of a user's handler is logged here once, with its traceback.
+handler_logger = logging.getLogger("anyio_rsocket.handler")
 
 #: Credit a channel responder grants the requester, topped up as the handler consumes.
 RESPONDER_CHANNEL_WINDOW = 256
 
 
-def error_frame_for(stream_id: int, exc: BaseException) -> bytes:
-    """The ERROR frame that reports ``exc`` from a responder (codes kept for RSocketError)."""
+def error_frame_for(stream_id: int, exc: BaseException, expose: bool = False) -> bytes:
+    """The ERROR frame that reports ``exc`` from a responder.
+
+    An ``RSocketError`` keeps its code and message. Anything else becomes APPLICATION_ERROR whose
+    message is the exception's type name, or its text too when ``expose`` is true (exception text
+    can hold paths, keys or SQL, so servers opt in with ``expose_errors=True``).
+    """
     if isinstance(exc, RSocketError) and exc.code not in CONNECTION_ERROR_CODES and exc.code:
         code, message = exc.code, exc.message
     else:
-        code, message = ErrorCode.APPLICATION_ERROR, str(exc) or type(exc).__name__
+        code = ErrorCode.APPLICATION_ERROR
+        name = type(exc).__name__
+        text = str(exc) if expose else ""
+        message = f"{name}: {text}" if text else name
     return encode_frame(ErrorFrame(stream_id, code, message.encode("utf-8", "replace")))
+
+
+def is_handler_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` escaping a handler fails only its request (else it must propagate).
+
+    Ordinary exceptions do. So does the backend's cancellation exception when the handler raised it
+    itself (no enclosing scope of ours is cancelled: the effective deadline is not -inf); a real
+    cancellation, ``KeyboardInterrupt`` and ``SystemExit`` propagate.
+    """
+    if isinstance(exc, Exception):
+        return True
+    stray_cancellation = isinstance(exc, anyio.get_cancelled_exc_class())
+    return stray_cancellation and anyio.current_effective_deadline() != -math.inf
+
+
+def log_handler_failure(kind: str, stream_id: int, exc: BaseException) -> None:
+    """Log a handler's failure once, with its traceback, on the ``anyio_rsocket.handler`` logger.
+
+    ``RSocketError``s a handler raises on purpose (ApplicationError, RejectedError, ...) are part of
+    the protocol, so they are logged at DEBUG; anything else is an ERROR record.
+    """
+    level = logging.DEBUG if isinstance(exc, RSocketError) else logging.ERROR
+    handler_logger.log(level, "%s handler failed (stream %d)", kind, stream_id, exc_info=exc)
 
 
 class ResponderTask:
@@ -235,46 +268,57 @@ class ResponderChannel(ResponderStream):
         super()._on_connection_closed(error)
 
 
+def _fail_stream(connection: RSocket, state: ResponderTask, kind: str, exc: BaseException) -> None:
+    """A handler failed: log it and, if the requester still listens, send ERROR on its stream."""
+    log_handler_failure(kind, state.stream_id, exc)
+    if state.live:
+        state.end()
+        connection._send_if_open(error_frame_for(state.stream_id, exc, connection._options.expose_errors))
+
+
 async def run_request_response(
     connection: RSocket, handler: RequestHandler, state: ResponderTask, payload: Payload
 ) -> None:
     with state.scope:
         try:
             result = await handler.request_response(payload)
-        except Exception as exc:
-            if state.live:
-                state.end()
-                connection._send_if_open(error_frame_for(state.stream_id, exc))
-        else:
+            if result is not None and not isinstance(result, Payload):
+                raise TypeError(f"request_response handler returned {type(result).__name__}, not a Payload")
             if state.live:
                 if connection._outbox_size > WRITE_HIGH_WATER:
                     await connection._wait_writable()
-                state.end()
-                if not connection.is_closed:
-                    try:
-                        if result is None:
-                            connection._send_payload(state.stream_id, b"", None, FLAG_COMPLETE)
-                        else:
-                            connection._send_payload(
-                                state.stream_id, result.data, result.metadata, FLAG_COMPLETE | FLAG_NEXT
-                            )
-                    except FrameError as error:
-                        connection._send_if_open(error_frame_for(state.stream_id, error))
+                if state.live and not connection.is_closed:
+                    # Encoding may fail (oversized payload, wrong types): that fails this request only.
+                    if result is None:
+                        connection._send_payload(state.stream_id, b"", None, FLAG_COMPLETE)
+                    else:
+                        connection._send_payload(
+                            state.stream_id, result.data, result.metadata, FLAG_COMPLETE | FLAG_NEXT
+                        )
+                    state.end()
+        except BaseException as exc:
+            if not is_handler_failure(exc):
+                raise
+            _fail_stream(connection, state, "request-response", exc)
     connection._release(state.stream_id, state)
 
 
 async def run_fire_and_forget(handler: RequestHandler, payload: Payload) -> None:
     try:
         await handler.fire_and_forget(payload)
-    except Exception:
-        logger.exception("fire-and-forget handler failed")
+    except BaseException as exc:
+        if not is_handler_failure(exc):
+            raise
+        log_handler_failure("fire-and-forget", 0, exc)
 
 
 async def run_metadata_push(handler: RequestHandler, metadata: bytes) -> None:
     try:
         await handler.metadata_push(metadata)
-    except Exception:
-        logger.exception("metadata-push handler failed")
+    except BaseException as exc:
+        if not is_handler_failure(exc):
+            raise
+        log_handler_failure("metadata-push", 0, exc)
 
 
 async def run_stream(
@@ -284,9 +328,15 @@ async def run_stream(
     payload: Payload,
     inbound: AsyncIterator[Payload] | None,
 ) -> None:
-    """Drive a stream or channel handler, pulling an item only while the requester has credit."""
+    """Drive a stream or channel handler.
+
+    The generator is pulled one item ahead of the requester's credit: the pulled item is held until
+    credit arrives, so the end of the stream is noticed (and COMPLETE sent, which needs no credit)
+    as soon as the generator finishes, even when the last item used the last credit.
+    """
     generator: Any = None
     stream_id = state.stream_id
+    kind = "request-stream" if inbound is None else "request-channel"
     with state.scope:
         try:
             if inbound is None:
@@ -298,14 +348,14 @@ async def run_stream(
             next_item = generator.__anext__
             send_payload = connection._send_payload
             while True:
-                if state.credit <= 0:
-                    await state.wait_for_credit()
                 try:
                     item = await next_item()
                 except StopAsyncIteration:
                     break
                 if not state.live:
                     break
+                if state.credit <= 0:
+                    await state.wait_for_credit()
                 if not state.unbounded:
                     state.credit -= 1
                 send_payload(stream_id, item.data, item.metadata, FLAG_NEXT)
@@ -313,17 +363,17 @@ async def run_stream(
             if state.live:
                 connection._send_if_open(encode_frame(PayloadFrame(stream_id, complete=True)))
                 state.outbound_complete()
-        except Exception as exc:
-            if state.live:
-                state.end()
-                connection._send_if_open(error_frame_for(stream_id, exc))
+        except BaseException as exc:
+            if not is_handler_failure(exc):
+                raise
+            _fail_stream(connection, state, kind, exc)
         finally:
             aclose = getattr(generator, "aclose", None)
             if aclose is not None:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(1):
                     try:
                         await aclose()
-                    except Exception:
-                        logger.exception("stream handler failed while closing")
+                    except Exception as exc:
+                        log_handler_failure(kind, stream_id, exc)
     if not state.live:
         connection._release(stream_id, state)

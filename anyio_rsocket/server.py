@@ -85,6 +85,9 @@ async def serve_connection(
         max_stream_id=options.get("max_stream_id", defaults.max_stream_id),
         send_keepalives=options.get("send_keepalives", False),
         lease_strategy=options.get("lease"),
+        expose_errors=options.get("expose_errors", False),
+        max_lifetime_cap=options.get("max_lifetime_cap"),
+        keepalive_interval_cap=options.get("keepalive_interval_cap"),
     )
     try:
         async with unwrap_exception_groups():
@@ -134,11 +137,15 @@ async def _serve_connection(
             return
         except Exception as exc:
             logger.exception("handler factory failed")
-            await _refuse(transport, RejectedSetupError(f"server failed to set up: {exc}"))
+            reason = f"{type(exc).__name__}: {exc}" if options.expose_errors else type(exc).__name__
+            await _refuse(transport, RejectedSetupError(f"server failed to set up ({reason})"))
             task_group.cancel_scope.cancel()
             return
         if not isinstance(handler, RequestHandler):
-            raise TypeError(f"handler_factory returned {handler!r}, not a RequestHandler")
+            logger.error("handler factory returned %s, not a RequestHandler", type(handler).__name__)
+            await _refuse(transport, RejectedSetupError("server failed to set up (bad handler)"))
+            task_group.cancel_scope.cancel()
+            return
         rsocket._handler = handler
         rsocket._mark_established()
         rsocket._start(frames[1:])

@@ -11,6 +11,7 @@ import anyio
 from ._groups import unwrap_exception_groups
 from .client import HandlerArgument, open_client
 from .connection import HandlerFactory, RSocket
+from .options import ServerOptions
 from .server import serve_connection
 from .transports.memory import memory_transport_pair
 
@@ -20,16 +21,18 @@ async def connected_pair(
     handler_factory: HandlerFactory,
     *,
     client_handler: HandlerArgument = None,
+    server_options: ServerOptions | None = None,
     **client_options: Any,
 ) -> AsyncIterator[RSocket]:
     """Run a server connection and a client over an in-memory transport; yield the client.
 
     The server side is served by :func:`~anyio_rsocket.serve_connection` exactly as a TCP
-    connection would be; leaving the block closes both ends.
+    connection would be, with ``server_options``; leaving the block closes both ends.
     """
     client_transport, server_transport = memory_transport_pair()
     async with unwrap_exception_groups(), anyio.create_task_group() as task_group:
-        task_group.start_soon(serve_connection, server_transport, handler_factory)
+        options = server_options or {}
+        task_group.start_soon(lambda: serve_connection(server_transport, handler_factory, **options))
         try:
             async with open_client(client_transport, handler=client_handler, **client_options) as rsocket:
                 yield rsocket
