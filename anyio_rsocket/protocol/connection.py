@@ -1,0 +1,342 @@
+"""The sans-IO RSocket connection: frames and time in, frames and events out.
+
+A driver (the AnyIO peer, a test, another event loop) owns the transport and the clock and runs::
+
+    events = conn.receive_frames(frames, now)   # or receive_data(chunk, now) for a byte stream
+    ...act on events...
+    transport.send(conn.data_to_send())
+    sleep until conn.next_deadline(), then events = conn.handle_timer(now)
+
+and calls the local intents (``request_stream``, ``send_payload``, ``request_n``, ``cancel``, ...)
+for its users. Misuse raises :class:`~.errors.LocalProtocolError` with nothing changed; peer
+violations never raise, they become events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..errors import CONNECTION_ERROR_CODES, ErrorCode
+from ..fragmentation import FragmentableFrame
+from ..frames import (
+    FLAG_COMPLETE,
+    FLAG_NEXT,
+    MAX_REQUEST_N,
+    CancelFrame,
+    ErrorFrame,
+    KeepaliveFrame,
+    MetadataPushFrame,
+    RequestChannelFrame,
+    RequestFireAndForgetFrame,
+    RequestNFrame,
+    RequestResponseFrame,
+    RequestStreamFrame,
+    SetupFrame,
+    encode_frame,
+)
+from ..lease import Lease
+from ..payload import Payload
+from .config import ProtocolConfig
+from .core import Phase
+from .credit import Credit
+from .errors import LeaseRefusedError, LocalProtocolError
+from .events import Event, TerminationCause
+from .inbound import InboundCore
+from .keepalive import keepalive_plan
+from .setup import SETUP_PROBE, default_setup
+from .streams import InteractionKind, PayloadSink, Stream, StreamInput, StreamState
+
+_SEND_PAYLOAD_INPUTS = {False: StreamInput.SEND_NEXT, True: StreamInput.SEND_NEXT_COMPLETE}
+
+
+def _check_n(name: str, n: int) -> int:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise LocalProtocolError(f"{name} must be a positive integer, got {n!r}")
+    return min(n, MAX_REQUEST_N)  # RN5: never emit more than 2^31-1
+
+
+class ProtocolConnection(InboundCore):
+    """One end of an RSocket connection, without I/O: the client (``client=True``) or the server."""
+
+    def __init__(self, *, client: bool, config: ProtocolConfig | None = None) -> None:
+        super().__init__(client=client, config=config)
+
+    # --- establishment -------------------------------------------------------------------------
+
+    def initiate(self, now: float, setup: SetupFrame | None = None, *, probe: bool = True) -> None:
+        """Client: queue SETUP (built from the config unless given), our first LEASE if leasing is
+        negotiated (S6), and with ``probe`` a KEEPALIVE whose echo confirms SETUP (S4)."""
+        if not self._client:
+            raise LocalProtocolError("only a client sends SETUP")
+        if self._phase is not Phase.IDLE:
+            raise LocalProtocolError("initiate() was already called")
+        setup = setup or default_setup(self.config)
+        if setup.keepalive_interval <= 0 or setup.max_lifetime <= 0:
+            raise LocalProtocolError("keepalive interval and max lifetime must be positive (F2)")
+        try:
+            encoded = encode_frame(setup)
+        except (ValueError, TypeError) as exc:
+            raise LocalProtocolError(f"cannot encode SETUP: {exc}") from exc
+        self._setup = setup
+        self._phase = Phase.OPEN
+        self._now = now
+        self._queue(encoded)
+        self._start(setup, now)
+        if probe:
+            self._queue_frame(KeepaliveFrame(True, 0, SETUP_PROBE))
+
+    def accept_setup(self, now: float) -> list[Event]:
+        """Server: accept the SETUP reported by SetupReceived; frames that followed it are handled now."""
+        if self._phase is not Phase.SETUP_RECEIVED or self._setup is None:
+            raise LocalProtocolError("accept_setup() needs a SETUP that was received and not yet answered")
+        self._phase = Phase.OPEN
+        self._now = now
+        self._established = True
+        self._start(self._setup, now)
+        held, self._held = self._held, []
+        self._process(held)
+        return self._take_events()
+
+    def reject_setup(self, error_code: int = ErrorCode.REJECTED_SETUP, message: str = "") -> list[Event]:
+        """Server: refuse the SETUP (S3) with a setup error code, then end the connection."""
+        if self._phase is not Phase.SETUP_RECEIVED:
+            raise LocalProtocolError("reject_setup() needs a SETUP that was received and not yet answered")
+        if error_code not in CONNECTION_ERROR_CODES:
+            raise LocalProtocolError(f"0x{error_code:08X} is not a connection-level error code")
+        self._queue_frame(ErrorFrame(0, error_code, message.encode("utf-8", "replace")))
+        self._terminate(error_code, message, TerminationCause.LOCAL)
+        return self._take_events()
+
+    def _start(self, setup: SetupFrame, now: float) -> None:
+        config = self.config
+        sending = config.send_keepalives if config.send_keepalives is not None else self._client
+        caps = (None, None) if self._client else (config.max_lifetime_cap, config.keepalive_interval_cap)
+        interval, lifetime, sending = keepalive_plan(
+            setup.keepalive_interval / 1000, setup.max_lifetime / 1000, sending, *caps
+        )
+        self._keepalive.start(interval, lifetime, sending, now)
+        if setup.lease:
+            # S6: the responder MUST send a LEASE after SETUP, before any answer (S4).
+            self._queue_frame(self._lease.start(config.lease_strategy, now))
+
+    # --- time ----------------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`handle_timer` must next run (None: no timer while not open)."""
+        if self._phase is not Phase.OPEN:
+            return None
+        deadlines = [d for d in (self._keepalive.deadline(), self._lease.deadline()) if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def handle_timer(self, now: float) -> list[Event]:
+        """Run what is due at ``now``: K3 silence check, K1 keepalive, lease renewal."""
+        if self._phase is not Phase.OPEN:
+            return self._take_events()
+        self._now = now
+        expired, send_keepalive = self._keepalive.poll(now)
+        if expired:
+            lifetime = self._keepalive.lifetime
+            message = f"no frame from the peer for {lifetime:g} s (K3)"
+            self._terminate(ErrorCode.CONNECTION_CLOSE, message, TerminationCause.TIMEOUT)
+            return self._take_events()
+        if send_keepalive:
+            self._queue_frame(KeepaliveFrame(True))
+        lease = self._lease.poll(now)
+        if lease is not None:
+            self._queue_frame(lease)
+        return self._take_events()
+
+    # --- requests ------------------------------------------------------------------------------
+
+    def request_response(self, payload: Payload, *, now: float | None = None) -> int:
+        """Send REQUEST_RESPONSE; return its stream id."""
+        return self._open(
+            InteractionKind.REQUEST_RESPONSE,
+            lambda stream_id: RequestResponseFrame(stream_id, payload.data, payload.metadata),
+            now,
+        )
+
+    def fire_and_forget(self, payload: Payload, *, now: float | None = None) -> int:
+        """Send REQUEST_FNF; return the stream id it used (never registered, IX3)."""
+        return self._open(
+            InteractionKind.FIRE_AND_FORGET,
+            lambda stream_id: RequestFireAndForgetFrame(stream_id, payload.data, payload.metadata),
+            now,
+        )
+
+    def request_stream(self, payload: Payload, initial_n: int, *, now: float | None = None) -> int:
+        """Send REQUEST_STREAM granting ``initial_n`` items (2^31-1 or more: unbounded, RN4)."""
+        n = _check_n("initial_n", initial_n)
+        return self._open(
+            InteractionKind.REQUEST_STREAM,
+            lambda stream_id: RequestStreamFrame(stream_id, n, payload.data, payload.metadata),
+            now,
+            n,
+        )
+
+    def request_channel(
+        self, payload: Payload, initial_n: int, complete: bool = False, *, now: float | None = None
+    ) -> int:
+        """Send REQUEST_CHANNEL carrying our first element; ``complete`` also ends our half (IX5).
+
+        The first element is free; further ones need the responder's REQUEST_N.
+        """
+        n = _check_n("initial_n", initial_n)
+        return self._open(
+            InteractionKind.REQUEST_CHANNEL,
+            lambda stream_id: RequestChannelFrame(
+                stream_id, n, payload.data, payload.metadata, complete=complete
+            ),
+            now,
+            n,
+            StreamInput.SEND_REQUEST_COMPLETE if complete else StreamInput.SEND_REQUEST,
+        )
+
+    def _open(
+        self,
+        kind: InteractionKind,
+        make_frame: Callable[[int], FragmentableFrame],
+        now: float | None,
+        initial_n: int = 0,
+        event: StreamInput = StreamInput.SEND_REQUEST,
+    ) -> int:
+        """Check, allocate an id, encode and queue a request; register its stream (not for FNF)."""
+        self._check_can_request()
+        now = self._now if now is None else now
+        lease = self._lease
+        if lease.enabled and not lease.received.available(now):
+            if not lease.received.received:
+                raise LeaseRefusedError("no LEASE received from the peer yet (S6)")
+            raise LeaseRefusedError("the peer's lease allows no more requests now (L2)")
+        stream_id, following = self._ids.candidate(self._streams, len(self._streams))
+        frames = self._encode_item(make_frame(stream_id))  # an oversized request registers nothing
+        self._ids.advance(following)
+        if lease.enabled:
+            lease.received.try_spend(now)  # every request type counts once (L2, FG5)
+        if kind is not InteractionKind.FIRE_AND_FORGET:  # (IDLE, SEND_REQUEST) -> CLOSED for FNF
+            stream = Stream(stream_id, kind, local=True)
+            stream.state = stream.table[(StreamState.IDLE, event)]
+            stream.recv_credit = Credit(initial_n)
+            self._register(stream)
+        for encoded in frames:
+            self._queue(encoded)
+        return stream_id
+
+    # --- stream intents ------------------------------------------------------------------------
+
+    def send_payload(self, stream_id: int, payload: Payload, complete: bool = False) -> None:
+        """Send one item (PAYLOAD N, with C when ``complete``), spending one credit.
+
+        A request-response answer always carries C (IX2). Raises LocalProtocolError without credit.
+        """
+        stream = self._live_stream(stream_id)
+        if stream.kind is InteractionKind.REQUEST_RESPONSE:
+            complete = True
+        target = self._require(stream, _SEND_PAYLOAD_INPUTS[complete])
+        if not stream.send_credit.available:
+            raise LocalProtocolError(f"no credit to send on stream {stream_id}: wait for REQUEST_N (RN2)")
+        flags = FLAG_NEXT | (FLAG_COMPLETE if complete else 0)
+        frames = self._encode_payload(stream_id, payload.data, payload.metadata, flags)
+        stream.send_credit.consume()
+        for encoded in frames:
+            self._queue(encoded)
+        self._set_state(stream, target)
+
+    def send_complete(self, stream_id: int) -> None:
+        """Complete our half (PAYLOAD C, no credit needed, RN2); on request-response: "no value"."""
+        stream = self._live_stream(stream_id)
+        target = self._require(stream, StreamInput.SEND_COMPLETE)
+        self._queue(self._encode_payload(stream_id, b"", None, FLAG_COMPLETE)[0])
+        self._set_state(stream, target)
+
+    def send_error(self, stream_id: int, error_code: int, message: str = "") -> None:
+        """End the stream with ERROR (a stream-level code: APPLICATION_ERROR, REJECTED, ... E2)."""
+        stream = self._live_stream(stream_id)
+        if error_code in CONNECTION_ERROR_CODES or not 0 < error_code <= 0xFFFFFFFF:
+            raise LocalProtocolError(f"0x{error_code:08X} is not a stream-level error code")
+        target = self._require(stream, StreamInput.SEND_ERROR)
+        self._queue_frame(ErrorFrame(stream_id, error_code, message.encode("utf-8", "replace")))
+        self._set_state(stream, target)
+
+    def request_n(self, stream_id: int, n: int) -> int:
+        """Grant the peer ``n`` more items (RN1); return how many REQUEST_N actually carried.
+
+        0 means nothing was sent: the credit already saturated at 2^31-1 (RN4).
+        """
+        n = _check_n("n", n)
+        stream = self._live_stream(stream_id)
+        target = self._require(stream, StreamInput.SEND_REQUEST_N)
+        added = stream.recv_credit.grant(n)
+        if added:
+            self._queue_frame(RequestNFrame(stream_id, added))
+        stream.state = target
+        return added
+
+    def cancel(self, stream_id: int) -> None:
+        """Send CANCEL: a requester abandons the stream; a channel responder stops the requester's half."""
+        stream = self._live_stream(stream_id)
+        event = StreamInput.SEND_CANCEL if stream.local else StreamInput.SEND_STOP
+        target = self._require(stream, event)
+        self._queue_frame(CancelFrame(stream_id))
+        self._reassembly.discard(stream_id)  # FG7: a partial inbound item is moot
+        self._set_state(stream, target)
+
+    def set_payload_sink(self, stream_id: int, sink: PayloadSink | None) -> None:
+        """Route this stream's PAYLOADs to ``sink(data, metadata, flags)`` instead of PayloadReceived.
+
+        ``flags`` holds the N and C bits (C always set for request-response). Credit and state are
+        handled by the core as usual, and StreamEnded still follows the last item. The sink runs inside
+        ``receive_frames`` and must not raise. ``None`` goes back to events.
+        """
+        self._live_stream(stream_id).sink = sink
+
+    # --- connection intents --------------------------------------------------------------------
+
+    def metadata_push(self, metadata: bytes) -> None:
+        """Queue METADATA_PUSH (MP1); not a request: no lease, no stream."""
+        self._check_can_request()
+        try:
+            encoded = encode_frame(MetadataPushFrame(metadata))
+        except (ValueError, TypeError) as exc:
+            raise LocalProtocolError(f"cannot encode METADATA_PUSH: {exc}") from exc
+        self._queue(encoded)
+
+    def send_lease(
+        self, ttl: float, number_of_requests: int, metadata: bytes | None = None, *, now: float | None = None
+    ) -> None:
+        """Grant the peer a new lease now (it replaces the previous one, L1); ``ttl`` in seconds."""
+        self._check_not_ended()
+        if not self._lease.enabled:
+            raise LocalProtocolError("leasing was not negotiated in SETUP")
+        try:
+            lease = Lease(ttl, number_of_requests, metadata)
+            frame = self._lease.issue(lease, self._now if now is None else now)
+            self._queue_frame(frame)
+        except ValueError as exc:
+            raise LocalProtocolError(str(exc)) from exc
+
+    def close(self, error_code: int | None = None, message: str = "", *, drain: bool = False) -> list[Event]:
+        """End the connection.
+
+        - ``drain=True``: send ERROR[CONNECTION_CLOSE]; live streams may finish, new requests both
+          ways are refused, and the connection ends with the last stream (E2).
+        - otherwise: end now, after queueing ERROR[``error_code``] on stream 0 when one is given
+          (without one nothing is sent, as the AnyIO peer's ``aclose``).
+        """
+        if error_code is not None and not 0 <= error_code <= 0xFFFFFFFF:
+            raise LocalProtocolError(f"error code {error_code} is not an unsigned 32-bit value")
+        if drain and error_code not in (None, ErrorCode.CONNECTION_CLOSE):
+            raise LocalProtocolError("draining closes with CONNECTION_CLOSE only")
+        if self._phase is Phase.CLOSED or (drain and self._draining):
+            return self._take_events()
+        if drain:
+            error_code = ErrorCode.CONNECTION_CLOSE
+        if error_code is not None and (self._phase is not Phase.IDLE or not self._client):
+            self._queue_frame(ErrorFrame(0, error_code, message.encode("utf-8", "replace")))
+        if drain and self._streams and self._phase is Phase.OPEN:
+            self._draining = True
+            self._drain_local = True
+        else:
+            code = ErrorCode.CONNECTION_CLOSE if error_code is None else error_code
+            self._terminate(code, message or "connection closed locally", TerminationCause.LOCAL)
+        return self._take_events()
