@@ -1,0 +1,1 @@
+"""Scaled-down fault experiments: peers killed, frozen or speaking garbage, on both backends."""
