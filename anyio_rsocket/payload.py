@@ -20,8 +20,10 @@ class Payload:
         # Checked here, where the mistake is made, rather than later when the frame is encoded.
         if data.__class__ is not bytes and not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"Payload data must be bytes, not {type(data).__name__}")
-        if metadata is not None and metadata.__class__ is not bytes and not isinstance(
-            metadata, (bytes, bytearray, memoryview)
+        if (
+            metadata is not None
+            and metadata.__class__ is not bytes
+            and not isinstance(metadata, (bytes, bytearray, memoryview))
         ):
             raise TypeError(f"Payload metadata must be bytes or None, not {type(metadata).__name__}")
         self.data = data

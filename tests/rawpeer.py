@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import anyio
 
@@ -28,12 +28,27 @@ DEFAULT_SETUP = SetupFrame(
 )
 
 
+#: Pass as ``allow`` to tolerate every frame (for tests whose peer provokes arbitrary answers).
+ANY_FRAME: tuple[type, ...] = tuple(get_args(Frame))
+
+
+def _describe(frame: Frame) -> str:
+    text = repr(frame)
+    return text if len(text) <= 200 else text[:200] + "...)"
+
+
 class RawPeer:
-    """The other end of a connection, speaking raw frames and asserting what comes back."""
+    """The other end of a connection, speaking raw frames and asserting what comes back.
+
+    The peer is strict: every method that looks past a frame fails the test on a frame it did not
+    expect. The only frames ever skipped silently are KEEPALIVEs with the respond flag, which the
+    library sends on its own schedule (K1); anything else must be expected or explicitly allowed.
+    """
 
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
         self._pending: list[bytes] = []
+        self._sync_counter = 0
 
     async def send(self, *frames: Frame) -> None:
         await self.transport.send([encode_frame(frame) for frame in frames])
@@ -51,36 +66,69 @@ class RawPeer:
     async def expect(self, frame_type: type[F], timeout: float = 5.0) -> F:
         """Receive the next frame and assert its type."""
         frame = await self.receive(timeout)
-        assert isinstance(frame, frame_type), f"expected {frame_type.__name__}, got {frame!r}"
+        assert isinstance(frame, frame_type), f"expected {frame_type.__name__}, got {_describe(frame)}"
         return frame
 
     async def expect_next(self, frame_type: type[F], timeout: float = 5.0) -> F:
-        """Receive frames, skipping keepalives, until one arrives; assert its type."""
+        """Receive the next frame that is not a library-initiated KEEPALIVE(R); assert its type.
+
+        Only KEEPALIVEs asking for an answer (sent by the library's keepalive timer) are skipped;
+        a keepalive *answer*, or any other frame, fails the test.
+        """
         while True:
             frame = await self.receive(timeout)
-            if isinstance(frame, KeepaliveFrame):
+            if isinstance(frame, KeepaliveFrame) and frame.respond and frame_type is not KeepaliveFrame:
                 continue
-            assert isinstance(frame, frame_type), f"expected {frame_type.__name__}, got {frame!r}"
+            assert isinstance(frame, frame_type), f"expected {frame_type.__name__}, got {_describe(frame)}"
             return frame
 
-    async def expect_closed(self, timeout: float = 5.0) -> None:
-        """Assert that the library closes the connection (after any frames still queued)."""
+    async def expect_closed(self, timeout: float = 5.0, *, allow: tuple[type, ...] = ()) -> list[Frame]:
+        """Assert that the library closes the connection and sends nothing more before it does.
+
+        Frames of the ``allow`` types (and library-initiated KEEPALIVE(R)s) may precede the close
+        and are returned; any other frame fails the test.
+        """
         from anyio_rsocket.errors import ConnectionClosedError
 
+        seen: list[Frame] = []
         with anyio.fail_after(timeout):
             while True:
-                try:
-                    await self.transport.receive()
-                except ConnectionClosedError:
-                    return
+                if not self._pending:
+                    try:
+                        self._pending.extend(await self.transport.receive())
+                    except ConnectionClosedError:
+                        return seen
+                    continue
+                frame = decode_frame(self._pending.pop(0))
+                if isinstance(frame, allow):
+                    seen.append(frame)
+                elif not (isinstance(frame, KeepaliveFrame) and frame.respond):
+                    raise AssertionError(f"unexpected frame before the connection closed: {_describe(frame)}")
 
-    async def round_trip(self, data: bytes = b"sync") -> None:
-        """Send KEEPALIVE(R) and wait for its echo: everything the peer sent before is now seen."""
+    async def round_trip(self, data: bytes | None = None, *, allow: tuple[type, ...] = ()) -> list[Frame]:
+        """Send KEEPALIVE(R) and wait for its echo: everything the library sent before is now seen.
+
+        Strict: the echo must be the next frame, apart from library-initiated KEEPALIVE(R)s and
+        frames of the ``allow`` types (returned, in order). Any other frame in between fails the
+        test, so ``await peer.round_trip()`` proves that nothing was sent since the last frame the
+        test consumed. Pass ``allow=ANY_FRAME`` only where arbitrary answers are expected.
+        """
+        if data is None:
+            self._sync_counter += 1
+            data = b"sync-%d" % self._sync_counter
         await self.send(KeepaliveFrame(True, 0, data))
+        seen: list[Frame] = []
         while True:
             frame = await self.receive()
-            if isinstance(frame, KeepaliveFrame) and not frame.respond and frame.data == data:
-                return
+            if isinstance(frame, KeepaliveFrame):
+                if not frame.respond and frame.data == data:
+                    return seen
+                if frame.respond:
+                    continue  # the library's own keepalive timer (K1)
+            if isinstance(frame, allow):
+                seen.append(frame)
+                continue
+            raise AssertionError(f"unexpected frame before the keepalive echo: {_describe(frame)}")
 
 
 @asynccontextmanager

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ from anyio_rsocket.extensions import (
     SimpleAuthentication,
 )
 from anyio_rsocket.router import AuthRequest, RequestContext
+from anyio_rsocket.websocket import serve_websocket
 
 pytestmark = pytest.mark.anyio
 
@@ -133,10 +135,13 @@ async def stop(process: Process) -> None:
         await process.aclose()
 
 
-async def in_process(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+async def in_process(
+    capsys: pytest.CaptureFixture[str], *argv: str, finished: threading.Event | None = None
+) -> tuple[int, str, str]:
     """Run ``cli.main(argv)`` in a worker thread (its own event loop); return status, stdout, stderr.
 
-    Cheaper than a subprocess, for the checks that do not need the process boundary."""
+    Cheaper than a subprocess, for the checks that do not need the process boundary. ``finished``
+    is set when the thread is done, even if this call was cancelled and the thread abandoned."""
     capsys.readouterr()
 
     def main() -> int:
@@ -144,10 +149,31 @@ async def in_process(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[in
             return cli_module.main(list(argv))
         except SystemExit as exit_:  # argparse's usage errors
             return int(exit_.code or 0)
+        finally:
+            if finished is not None:
+                finished.set()
 
-    status = await anyio.to_thread.run_sync(main)
+    # abandon_on_cancel: the caller's fail_after can end the wait even if main() hangs (the thread
+    # is left behind, and the test fails with TimeoutError instead of blocking the suite).
+    status = await anyio.to_thread.run_sync(main, abandon_on_cancel=True)
     captured = capsys.readouterr()
     return status, captured.out, captured.err
+
+
+async def test_in_process_time_bound_stops_a_hung_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """The fail_after around an in-process run really ends it: a request that never gets an answer
+    (no --timeout) is abandoned when the bound expires, instead of hanging the test."""
+    finished = threading.Event()
+    with anyio.fail_after(TIMEOUT):
+        async with running_server() as (_, url):
+            started = anyio.current_time()
+            with pytest.raises(TimeoutError), anyio.fail_after(0.5):
+                await in_process(capsys, "request", url, "-r", "slow", finished=finished)
+            assert anyio.current_time() - started < 5
+            assert not finished.is_set()  # main() was still waiting for its answer
+        # The server is gone, so the abandoned command fails and its thread ends: wait for that, so
+        # that nothing it prints lands in another test's captured output.
+        assert await anyio.to_thread.run_sync(finished.wait, TIMEOUT)
 
 
 # --- the console script in a subprocess ---------------------------------------------------------------
@@ -315,12 +341,11 @@ async def test_setup_data_mime_types_and_bare_routing(capsys: pytest.CaptureFixt
 
 
 async def test_websocket_url(capsys: pytest.CaptureFixture[str]) -> None:
-    """ws:// URLs go through ``anyio_rsocket.connect`` when this installation has it."""
-    websocket = pytest.importorskip("anyio_rsocket.websocket")
+    """ws:// URLs go through ``anyio_rsocket.connect``."""
     with anyio.fail_after(TIMEOUT):
         server = Server()
         async with anyio.create_task_group() as task_group:
-            port = await task_group.start(websocket.serve_websocket, server.router, "127.0.0.1", 0)
+            port = await task_group.start(serve_websocket, server.router, "127.0.0.1", 0)
             result = await in_process(capsys, "request", f"ws://127.0.0.1:{port}/", "-r", "greet", "-d", "ws")
             assert result == (0, "hello ws from None\n", "")
             task_group.cancel_scope.cancel()

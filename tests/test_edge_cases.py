@@ -58,8 +58,11 @@ async def test_edge_6_payload_without_n_or_c_is_ignored_U4() -> None:
             async with rs.request_stream(Payload(b"")) as stream:
                 request = await peer.expect(RequestStreamFrame)
                 await peer.send(PayloadFrame(request.stream_id, b"no flags"))
+                await peer.round_trip()  # nothing in reaction: no credit refill, no CANCEL
+                assert stream.buffered == 0 and rs._streams
                 await peer.send(PayloadFrame(request.stream_id, b"real", next=True, complete=True))
                 assert [item.data async for item in stream] == [b"real"]
+            await peer.round_trip()  # completed normally: nothing more for the stream
 
 
 async def test_edge_11_payload_over_the_frame_limit_is_fragmented_T3_FG8() -> None:
@@ -73,6 +76,7 @@ async def test_edge_11_payload_over_the_frame_limit_is_fragmented_T3_FG8() -> No
                 second = await peer.expect(PayloadFrame)
             assert first.follows and not second.follows and second.next
             assert len(first.data) + len(second.data) == len(big)
+            await peer.round_trip()  # exactly two fragments
 
 
 async def test_edge_15_responder_error_tears_down_both_halves_IX5() -> None:

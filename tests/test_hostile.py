@@ -10,7 +10,7 @@ import pytest
 
 from anyio_rsocket import Payload, RequestHandler, connect_tcp, serve_tcp
 from anyio_rsocket import connection as connection_module
-from anyio_rsocket.errors import ConnectionClosedError, ErrorCode
+from anyio_rsocket.errors import ConnectionClosedError, ConnectionErrorReceived, ErrorCode
 from anyio_rsocket.frames import (
     MAX_REQUEST_N,
     ErrorFrame,
@@ -97,27 +97,58 @@ async def test_request_flood_is_rejected_beyond_the_limit() -> None:
             assert sorted(frame.stream_id for frame in rejected) == list(range(11, 41, 2))
 
 
-async def test_request_n_flood_keeps_memory_flat_RN4() -> None:
-    """Thousands of REQUEST_N(2^31-1) saturate credit without growing state (edge case 3)."""
+#: Bytes a REQUEST_N for an already unbounded stream may leave behind, on average. State that grows
+#: per frame (a list entry, a counter object, a log line kept) costs tens of bytes or more.
+RETAINED_PER_REQUEST_N_LIMIT = 8
 
-    class OneThenWait(RequestHandler):
-        async def request_stream(self, payload: Payload) -> AsyncIterator[Payload]:
-            yield Payload(b"only")
-            await anyio.sleep_forever()
 
+class _OneThenWait(RequestHandler):
+    async def request_stream(self, payload: Payload) -> AsyncIterator[Payload]:
+        yield Payload(b"only")
+        await anyio.sleep_forever()
+
+
+async def _retained_per_request_n(frames: int = 4000) -> float:
+    """Average bytes still allocated per REQUEST_N(2^31-1) after a flood on one saturated stream."""
     with anyio.fail_after(10):
-        async with raw_client(lambda rs: OneThenWait()) as peer:
+        async with raw_client(lambda rs: _OneThenWait()) as peer:
             await peer.send(RequestStreamFrame(1, 1, b""))
             await peer.expect(PayloadFrame)
+            flood = [encode_frame(RequestNFrame(1, MAX_REQUEST_N))] * 500
+            await peer.send_raw(*flood)  # warm-up: credit saturates, caches and buffers settle
+            await peer.round_trip()
             tracemalloc.start()
             try:
-                for _ in range(4):
-                    await peer.send(*(RequestNFrame(1, MAX_REQUEST_N) for _ in range(500)))
                 await peer.round_trip()
-                _, peak = tracemalloc.get_traced_memory()
+                before, _ = tracemalloc.get_traced_memory()
+                for _ in range(frames // len(flood)):
+                    await peer.send_raw(*flood)
+                await peer.round_trip()  # every REQUEST_N was processed, and none was answered
+                after, _ = tracemalloc.get_traced_memory()
             finally:
                 tracemalloc.stop()
-            assert peak < 20 * 1024 * 1024
+    return (after - before) / frames
+
+
+async def test_request_n_flood_keeps_memory_flat_RN4() -> None:
+    """Thousands of REQUEST_N(2^31-1) saturate credit without growing state (edge case 3)."""
+    assert await _retained_per_request_n() < RETAINED_PER_REQUEST_N_LIMIT
+
+
+async def test_request_n_flood_measure_sees_a_small_leak(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The measurement above is sharp enough: a responder keeping 100 bytes per REQUEST_N fails it."""
+    from anyio_rsocket.responder import ResponderStream
+
+    kept: list[bytes] = []
+    original = ResponderStream._on_request_n
+
+    def leaky(self: ResponderStream, frame: RequestNFrame) -> None:
+        kept.append(bytes(67))  # a 100-byte object (33 bytes of header) per frame
+        original(self, frame)
+
+    monkeypatch.setattr(ResponderStream, "_on_request_n", leaky)
+    assert await _retained_per_request_n() >= RETAINED_PER_REQUEST_N_LIMIT
+    assert len(kept) >= 4000
 
 
 class _StuckTransport(Transport):
@@ -185,12 +216,65 @@ async def test_unknown_frame_type_zero_is_never_valid_U1() -> None:
 
 
 async def test_connection_error_from_peer_fails_live_streams_E2() -> None:
+    """ERROR[CONNECTION_ERROR] from the client ends every live stream of our server: its own
+    requests fail with ConnectionErrorReceived carrying the peer's message, its responders are torn
+    down, nothing more is sent, and the connection closes."""
+    servers: list[connection_module.RSocket] = []
+    ready = anyio.Event()
+    responder_closed = anyio.Event()
+
+    class Live(RequestHandler):
+        async def request_stream(self, payload: Payload) -> AsyncIterator[Payload]:
+            try:
+                yield Payload(b"x")
+                await anyio.sleep_forever()
+            finally:
+                responder_closed.set()
+
+    def factory(rs: connection_module.RSocket) -> RequestHandler:
+        servers.append(rs)
+        ready.set()
+        return Live()
+
+    failures: dict[str, ConnectionErrorReceived] = {}
+
+    async def server_request_response(server: connection_module.RSocket) -> None:
+        with pytest.raises(ConnectionErrorReceived) as raised:
+            await server.request_response(Payload(b"pending"))
+        failures["request-response"] = raised.value
+
+    async def server_request_stream(server: connection_module.RSocket, delivered: anyio.Event) -> None:
+        async with server.request_stream(Payload(b"live")) as stream:
+            assert (await stream.receive()).data == b"first"
+            delivered.set()
+            with pytest.raises(ConnectionErrorReceived) as raised:
+                await stream.receive()
+        failures["request-stream"] = raised.value
+
     with anyio.fail_after(5):
-        async with raw_client(lambda rs: Blocking()) as peer:
+        async with raw_client(factory) as peer:
             await peer.send(RequestStreamFrame(1, 1, b""))
-            await peer.expect(PayloadFrame)
-            await peer.send(ErrorFrame(0, ErrorCode.CONNECTION_ERROR, b"going"))
-            await peer.expect_closed()
+            assert (await peer.expect(PayloadFrame)).data == b"x"
+            await ready.wait()
+            (server,) = servers
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(server_request_response, server)
+                pending = await peer.expect(RequestResponseFrame)
+                delivered = anyio.Event()
+                tg.start_soon(server_request_stream, server, delivered)
+                live = await peer.expect(RequestStreamFrame)
+                await peer.send(PayloadFrame(live.stream_id, b"first", next=True))
+                await delivered.wait()
+                assert {pending.stream_id, live.stream_id, 1} <= set(server._streams)
+                await peer.send(ErrorFrame(0, ErrorCode.CONNECTION_ERROR, b"going"))
+            await peer.expect_closed()  # and no frame at all between the ERROR and the close
+            await responder_closed.wait()
+    assert set(failures) == {"request-response", "request-stream"}
+    for error in failures.values():
+        assert error.code == ErrorCode.CONNECTION_ERROR and error.message == "going"
+    assert isinstance(server.close_reason, ConnectionErrorReceived)
+    assert server.close_reason.message == "going"
+    assert not server._streams
 
 
 async def test_custom_error_codes_survive_E1() -> None:

@@ -16,7 +16,6 @@ from anyio_rsocket.frames import (
     SetupFrame,
 )
 from anyio_rsocket.lease import Lease, LeaseAllowance, LeaseStrategy
-from anyio_rsocket.testing import connected_pair
 
 from .rawpeer import DEFAULT_SETUP, raw_client, raw_server
 
@@ -104,8 +103,8 @@ async def test_server_grants_leases_and_rejects_over_lease_L3() -> None:
             by_stream = {}
             while len(by_stream) < 2:
                 frame = await peer.receive()
-                if isinstance(frame, (PayloadFrame, ErrorFrame)):
-                    by_stream[frame.stream_id] = frame
+                assert isinstance(frame, (PayloadFrame, ErrorFrame)), frame
+                by_stream[frame.stream_id] = frame
             assert isinstance(by_stream[1], PayloadFrame) and by_stream[1].data == b"first"
             assert isinstance(by_stream[3], ErrorFrame) and by_stream[3].error_code == ErrorCode.REJECTED
 
@@ -124,6 +123,7 @@ async def test_server_side_requester_waits_for_client_lease_S6() -> None:
         async with raw_client(factory, setup=None) as peer:
             await peer.send(SetupFrame(20_000, 90_000, "a/b", "c/d", lease=True))
             await ready.wait()
+            await peer.expect(LeaseFrame)  # S6: the server's responder leases to the client first
             with pytest.raises(RejectedError):
                 await servers[0].fire_and_forget(Payload(b"no lease from the client yet"))
             await peer.send(LeaseFrame(10_000, 1))
@@ -163,9 +163,49 @@ async def test_leased_connection_end_to_end() -> None:
         await run()
 
 
-async def test_stray_lease_without_negotiation_is_ignored() -> None:
+async def test_stray_lease_without_negotiation_is_ignored_client_side() -> None:
+    """Our client, leasing not negotiated, gets LEASE(ttl 0, 0 requests): were it honoured, every
+    request would be refused (L4). It changes nothing, and nothing is sent in reply to it."""
     with anyio.fail_after(5):
-        async with connected_pair(lambda rs: Echo()) as rs:
+        async with raw_server() as (rs, peer):
             assert not rs.setup.lease
-            assert (await rs.request_response(Payload(b"x"))).data == b"x"
-    assert DEFAULT_SETUP.lease is False
+            await peer.send(LeaseFrame(0, 0))
+            await peer.round_trip()  # the LEASE was processed; no answer, no error
+            async with anyio.create_task_group() as tg:
+                results: list[Payload] = []
+
+                async def call() -> None:
+                    results.append(await rs.request_response(Payload(b"x")))
+
+                tg.start_soon(call)
+                request = await peer.expect(RequestResponseFrame)
+                await peer.send(PayloadFrame(request.stream_id, b"x", next=True, complete=True))
+            assert results == [Payload(b"x")]
+            await rs.fire_and_forget(Payload(b"still allowed"))
+            assert (await peer.expect(RequestFireAndForgetFrame)).data == b"still allowed"
+            assert not rs.is_closed
+
+
+async def test_stray_lease_without_negotiation_is_ignored_server_side() -> None:
+    """Our server, leasing not negotiated: a client's LEASE(ttl 0, 0 requests) neither limits the
+    server's own requests nor how its responder answers."""
+    servers = []
+    ready = anyio.Event()
+
+    def factory(rs):  # type: ignore[no-untyped-def]
+        servers.append(rs)
+        ready.set()
+        return Echo()
+
+    with anyio.fail_after(5):
+        async with raw_client(factory) as peer:
+            assert DEFAULT_SETUP.lease is False
+            await ready.wait()
+            await peer.send(LeaseFrame(0, 0))
+            await peer.round_trip()  # no LEASE of the server's own, no error: nothing was sent
+            await servers[0].fire_and_forget(Payload(b"server request"))
+            assert (await peer.expect(RequestFireAndForgetFrame)).data == b"server request"
+            await peer.send(RequestResponseFrame(1, b"client request"))
+            reply = await peer.expect(PayloadFrame)
+            assert (reply.stream_id, reply.data) == (1, b"client request")
+            assert not servers[0].is_closed

@@ -6,6 +6,7 @@ import anyio
 import pytest
 
 from anyio_rsocket import (
+    ApplicationError,
     ConnectionClosedError,
     ConnectionErrorReceived,
     Payload,
@@ -150,6 +151,7 @@ async def test_cancelled_request_response_sends_cancel_IX1() -> None:
             cancel = await peer.expect(CancelFrame)
             assert cancel.stream_id == request.stream_id
             assert not rs._streams
+            await peer.round_trip()  # CANCEL and nothing else: no ERROR, no second CANCEL
             # A late answer for the cancelled stream is dropped silently (edge case 1).
             await peer.send(PayloadFrame(request.stream_id, b"late", next=True, complete=True))
             await peer.round_trip()
@@ -166,6 +168,7 @@ async def test_leaving_stream_early_sends_cancel_IX4() -> None:
                 assert (await stream.receive()).data == b"1"
             cancel = await peer.expect(CancelFrame)
             assert cancel.stream_id == request.stream_id
+            await peer.round_trip()  # exactly one CANCEL
             assert not rs._streams
 
 
@@ -178,6 +181,7 @@ async def test_cancelled_consumer_sends_cancel_IX4() -> None:
                     scope.cancel()
                     await stream.receive()
             assert (await peer.expect(CancelFrame)).stream_id == request.stream_id
+            await peer.round_trip()  # exactly one CANCEL
 
 
 async def test_completed_stream_sends_no_cancel_IX4() -> None:
@@ -188,6 +192,51 @@ async def test_completed_stream_sends_no_cancel_IX4() -> None:
                 await peer.send(PayloadFrame(request.stream_id, b"only", next=True, complete=True))
                 assert [item.data async for item in stream] == [b"only"]
             await peer.round_trip()  # the echo is the next frame: no CANCEL was queued before it
+            assert not rs._streams
+
+
+async def test_stream_left_early_after_completion_sends_nothing_IX4() -> None:
+    """Leaving the block with items still buffered, after COMPLETE arrived: the stream is over on the
+    wire, so no CANCEL (nor anything else) goes out for it."""
+    with anyio.fail_after(5):
+        async with raw_server() as (rs, peer):
+            async with rs.request_stream(Payload(b"q")) as stream:
+                request = await peer.expect(RequestStreamFrame)
+                sid = request.stream_id
+                await peer.send(
+                    PayloadFrame(sid, b"1", next=True),
+                    PayloadFrame(sid, b"2", next=True),
+                    PayloadFrame(sid, complete=True),
+                )
+                assert (await stream.receive()).data == b"1"
+                await peer.round_trip()  # COMPLETE has reached the stream; nothing was sent yet
+            await peer.round_trip()  # leaving after completion queued no CANCEL
+            assert not rs._streams
+
+
+async def test_stream_ended_by_error_sends_nothing_E2() -> None:
+    """A stream the responder ends with ERROR is over: the requester sends no CANCEL after it."""
+    with anyio.fail_after(5):
+        async with raw_server() as (rs, peer):
+            async with rs.request_stream(Payload(b"q")) as stream:
+                request = await peer.expect(RequestStreamFrame)
+                await peer.send(ErrorFrame(request.stream_id, ErrorCode.APPLICATION_ERROR, b"no"))
+                with pytest.raises(ApplicationError, match="no"):
+                    await stream.receive()
+            await peer.round_trip()
+            assert not rs._streams
+
+
+async def test_answered_request_response_sends_nothing_more_IX2() -> None:
+    """Once the answer arrived, the requester sends nothing more for that stream (no CANCEL)."""
+    with anyio.fail_after(5):
+        async with raw_server() as (rs, peer):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(rs.request_response, Payload(b"q"))
+                request = await peer.expect(RequestResponseFrame)
+                await peer.send(PayloadFrame(request.stream_id, b"a", next=True, complete=True))
+            await peer.round_trip()
+            assert not rs._streams
 
 
 async def test_manual_credit_frames_RN1_RN5() -> None:
@@ -362,6 +411,7 @@ async def test_channel_responder_cancel_stops_only_our_half_IX5() -> None:
                 await peer.send(PayloadFrame(sid, complete=True))
                 with pytest.raises(anyio.EndOfStream):
                     await channel.receive()
+            await peer.round_trip()  # both halves ended: leaving the block sent nothing
             assert not rs._streams
 
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 
-from anyio_rsocket import Payload, RejectedSetupError, RequestHandler, RSocket
+from anyio_rsocket import ApplicationError, Payload, RejectedSetupError, RequestHandler, RSocket
 from anyio_rsocket.errors import ErrorCode
 from anyio_rsocket.frames import (
     CancelFrame,
@@ -159,11 +159,12 @@ async def test_responder_respects_credit_exactly_RN2() -> None:
                 item = await peer.expect(PayloadFrame)
                 assert item.data == b"%d" % index and item.next and not item.complete
             await peer.round_trip()
-            assert handler.produced == 3  # the generator itself was not advanced past the credit
+            # The generator runs one item ahead of the credit (held, not sent), to notice its end.
+            assert handler.produced == 4
             await peer.send(RequestNFrame(1, 2))
             assert [(await peer.expect(PayloadFrame)).data for _ in range(2)] == [b"4", b"5"]
             await peer.round_trip()
-            assert handler.produced == 5
+            assert handler.produced == 6
 
 
 async def test_zero_initial_request_n_waits_for_request_n_RN6() -> None:
@@ -174,7 +175,7 @@ async def test_zero_initial_request_n_waits_for_request_n_RN6() -> None:
             await peer.round_trip()
             await peer.send(RequestNFrame(1, 0))  # RN6: ignored
             await peer.round_trip()
-            assert handler.produced == 0
+            assert handler.produced == 1  # pulled ahead and held: nothing was sent without credit
             await peer.send(RequestNFrame(1, 1))
             assert (await peer.expect(PayloadFrame)).data == b"1"
 
@@ -208,6 +209,118 @@ async def test_request_response_without_value_sends_complete_only_IX1() -> None:
             await peer.send(RequestResponseFrame(1, b"none"))
             reply = await peer.expect(PayloadFrame)
             assert reply.complete and not reply.next
+            await peer.round_trip()
+
+
+async def test_answered_request_response_sends_nothing_more_IX1() -> None:
+    with anyio.fail_after(5):
+        async with raw_client(lambda rs: Recorder()) as peer:
+            await peer.send(RequestResponseFrame(1, b"q"))
+            reply = await peer.expect(PayloadFrame)
+            assert (reply.stream_id, reply.data, reply.next, reply.complete) == (1, b"echo:q", True, True)
+            await peer.send(CancelFrame(1), RequestNFrame(1, 3))  # too late: the stream is over
+            await peer.round_trip()
+
+
+class Finite(RequestHandler):
+    """Streams of three items; channels that answer one element and complete without reading."""
+
+    def __init__(self) -> None:
+        self.closed = anyio.Event()
+
+    async def request_stream(self, payload: Payload) -> AsyncIterator[Payload]:
+        try:
+            for index in range(3):
+                yield Payload(b"%d" % index)
+        finally:
+            self.closed.set()
+
+    async def request_channel(
+        self, payload: Payload, inbound: AsyncIterator[Payload]
+    ) -> AsyncIterator[Payload]:
+        try:
+            yield Payload(b"only " + payload.data)
+        finally:
+            self.closed.set()
+
+
+async def _collect_until_complete(peer: RawPeer, stream_id: int) -> list[bytes]:
+    """PAYLOADs of one stream up to and including its COMPLETE; any other frame fails the test."""
+    items: list[bytes] = []
+    while True:
+        frame = await peer.expect(PayloadFrame)
+        assert frame.stream_id == stream_id, frame
+        if frame.next:
+            items.append(frame.data)
+        if frame.complete:
+            return items
+
+
+async def test_completed_stream_sends_nothing_more_IX4() -> None:
+    """After its COMPLETE a stream is over: no CANCEL, no ERROR, nothing more for its id."""
+    handler = Finite()
+    with anyio.fail_after(5):
+        async with raw_client(lambda rs: handler) as peer:
+            await peer.send(RequestStreamFrame(1, 10, b""))
+            assert await _collect_until_complete(peer, 1) == [b"0", b"1", b"2"]
+            await handler.closed.wait()
+            await peer.round_trip()
+            await peer.send(RequestNFrame(1, 5), CancelFrame(1))  # for the finished stream: ignored
+            await peer.round_trip()
+
+
+async def test_channel_completed_by_responder_cancels_our_half_once_IX5() -> None:
+    """The responder completes while the requester's half is open: COMPLETE plus one CANCEL for the
+    requester's half ([java]), then nothing more for the stream."""
+    handler = Finite()
+    with anyio.fail_after(5):
+        async with raw_client(lambda rs: handler) as peer:
+            await peer.send(RequestChannelFrame(1, 10, b"a"))
+            assert (await peer.expect(RequestNFrame)).stream_id == 1
+            frames = [await peer.receive() for _ in range(3)]
+            assert frames[0] == PayloadFrame(1, b"only a", next=True)
+            assert sorted(frames[1:], key=repr) == [CancelFrame(1), PayloadFrame(1, complete=True)]
+            await handler.closed.wait()
+            await peer.send(PayloadFrame(1, b"late", next=True, complete=True))  # after our CANCEL
+            await peer.round_trip()
+
+
+async def test_cancelled_request_response_never_answers_late_IX1() -> None:
+    """A handler that outlives CANCEL (shielded) and then returns or raises: neither its PAYLOAD nor
+    an ERROR goes out for the cancelled stream."""
+    started = anyio.Event()
+    release = anyio.Event()
+    finished = anyio.Event()
+
+    class Stubborn(RequestHandler):
+        async def request_response(self, payload: Payload) -> Payload:
+            started.set()
+            try:
+                with anyio.move_on_after(5, shield=True):  # bounded: a failing test still ends
+                    await release.wait()
+                if payload.data == b"raise":
+                    raise ApplicationError("too late to fail")
+                return Payload(b"too late to answer")
+            finally:
+                finished.set()
+
+    for data in (b"answer", b"raise"):
+        started, release, finished = anyio.Event(), anyio.Event(), anyio.Event()
+        with anyio.fail_after(5):
+            async with raw_client(lambda rs: Stubborn()) as peer:
+                await peer.send(RequestResponseFrame(1, data))
+                await started.wait()
+                await peer.send(CancelFrame(1))
+                try:
+                    await peer.round_trip()  # the CANCEL was processed, and answered with nothing
+                finally:
+                    release.set()  # lets the shielded handler (and the server's teardown) finish
+                await finished.wait()
+                await peer.round_trip()  # the handler's late result was dropped
+                await peer.send(RequestResponseFrame(3, b"next"))  # the connection still works
+                assert await peer.expect(PayloadFrame) == PayloadFrame(
+                    3, b"too late to answer", next=True, complete=True
+                )
 
 
 async def test_duplicate_request_id_is_ignored_ID5() -> None:
@@ -238,6 +351,7 @@ async def test_channel_responder_grants_credit_and_sees_inbound_IX5() -> None:
             assert reply.data == b"seen 3"
             assert (await peer.expect(PayloadFrame)).complete
             await handler.channel_done.wait()
+            await peer.round_trip()  # both halves complete: nothing more (no CANCEL) for the stream
     assert handler.channel_inbound == [b"a", b"b", b"c"]
 
 
@@ -248,6 +362,10 @@ async def test_channel_with_complete_flag_has_one_inbound_element_IX5() -> None:
         async with raw_client(lambda rs: handler) as peer:
             await peer.send(RequestChannelFrame(1, 10, b"only", complete=True))
             assert (await peer.expect_next(PayloadFrame)).data == b"seen 1"
+            complete = await peer.expect(PayloadFrame)
+            assert complete.complete and not complete.next
+            await handler.channel_done.wait()
+            await peer.round_trip()  # no REQUEST_N for a completed half, no CANCEL after COMPLETE
     assert handler.channel_inbound == [b"only"]
 
 
