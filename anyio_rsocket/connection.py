@@ -337,7 +337,8 @@ class RSocket:
                 self._next_stream_id = following
                 return stream_id
             stream_id = following
-        raise ConnectionClosedError("every stream id is in use; open a new connection")
+        # Nothing was sent, so like a refused lease this is RejectedError: retry later or elsewhere.
+        raise RejectedError("every stream id is in use on this connection; wait for one to end")
 
     def _open_stream(self, state: object, make_frame: Callable[[int], FragmentableFrame]) -> int:
         """Register ``state`` under a fresh stream id and queue the request frame it makes."""

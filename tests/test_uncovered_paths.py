@@ -26,6 +26,7 @@ from wsproto.events import AcceptConnection, BytesMessage, Request
 from anyio_rsocket import (
     ConnectionClosedError,
     Payload,
+    RejectedError,
     RejectedSetupError,
     RequestHandler,
     RSocket,
@@ -302,11 +303,11 @@ async def test_exhausted_stream_ids_fail_new_requests_cleanly_ID2() -> None:
                 for i in range(4)
             ]
             assert [(await peer.expect(RequestStreamFrame)).stream_id for _ in range(4)] == [1, 3, 5, 7]
-            with pytest.raises(RSocketError, match="stream id"):
+            with pytest.raises(RejectedError, match="stream id"):
                 await rs.request_response(Payload(b"no id left"))
-            with pytest.raises(RSocketError, match="stream id"):
+            with pytest.raises(RejectedError, match="stream id"):
                 await rs.fire_and_forget(Payload(b"no id left"))
-            with pytest.raises(RSocketError, match="stream id"):
+            with pytest.raises(RejectedError, match="stream id"):
                 async with rs.request_stream(Payload(b"no id left")):
                     pass
             await peer.round_trip()  # none of them put a frame on the wire
