@@ -140,7 +140,11 @@ class RSocketASGIApp:
     ``handler_factory(rsocket)`` is called once per connection, exactly as for
     :func:`~anyio_rsocket.serve_tcp`. Of ``subprotocols``, the first one the client offers is agreed
     on. ``options`` are those of :func:`~anyio_rsocket.serve_tcp`
-    (:class:`~anyio_rsocket.options.ServerOptions`).
+    (:class:`~anyio_rsocket.options.ServerOptions`). ``max_frame_size`` refuses larger messages.
+    The ASGI server owns the socket and hands over whole messages, so its own settings bound a
+    message's size while it arrives and how long that may take (for example uvicorn's
+    ``ws_max_size``, hypercorn's ``websocket_max_message_size``); ``frame_timeout``,
+    ``max_connections`` and ``tls_handshake_timeout`` do not apply here.
     """
 
     def __init__(
@@ -153,6 +157,9 @@ class RSocketASGIApp:
         self.handler_factory = handler_factory
         self.subprotocols = tuple(subprotocols)
         self.options = options
+        self.max_frame_size = options.get("max_frame_size", MAX_FRAME_SIZE)
+        if not 6 <= self.max_frame_size <= MAX_FRAME_SIZE:
+            raise ValueError(f"max_frame_size must be in [6, {MAX_FRAME_SIZE}]")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -170,7 +177,8 @@ class RSocketASGIApp:
         offered = scope.get("subprotocols") or ()
         subprotocol = next((p for p in offered if p in self.subprotocols), None)
         await send({"type": "websocket.accept", "subprotocol": subprotocol})
-        await serve_connection(ASGIWebSocketTransport(receive, send), self.handler_factory, **self.options)
+        transport = ASGIWebSocketTransport(receive, send, max_frame_size=self.max_frame_size)
+        await serve_connection(transport, self.handler_factory, **self.options)
 
     @staticmethod
     async def _lifespan(receive: Receive, send: Send) -> None:

@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("stream", "channel"):
             command.add_argument("--request-n", type=_positive_int, default=256, help="initial credit")
             command.add_argument("--take", type=_positive_int, help="cancel after this many items")
+        command.add_argument(
+            "--connect-timeout",
+            type=_positive_float,
+            metavar="SECONDS",
+            help="give up connecting (TCP, TLS, WebSocket upgrade, SETUP) after this long (default 10)",
+        )
         _add_common(command)
     serve = commands.add_parser("serve", help="run a demo server", description="run a demo server")
     serve.add_argument("url", help="address to listen on: tcp://host:port (port 0 picks one)")
@@ -269,6 +275,8 @@ def plan_client(args: argparse.Namespace) -> ClientPlan:
     connect_options: dict[str, Any] = {}
     if args.fragment_size is not None:
         connect_options["fragment_size"] = args.fragment_size
+    if args.connect_timeout is not None:
+        connect_options["connect_timeout"] = args.connect_timeout
     data_source = getattr(args, "data", None)
     if args.command == "channel" and data_source in (None, "-"):
         data = None  # read stdin line by line while the channel runs
@@ -365,22 +373,21 @@ def open_connection(plan: ClientPlan, debug: bool) -> AbstractAsyncContextManage
 
 @asynccontextmanager
 async def _connect_tcp(url: str, options: dict[str, Any], debug: bool) -> AsyncIterator[RSocket]:
-    from .client import open_client
+    from .client import closing_unless_entered, open_client, open_tcp_transport, remaining_time
+    from .options import DEFAULT_CONNECT_TIMEOUT
     from .transports.base import Transport
-    from .transports.tcp import ByteStreamTransport
     from .transports.tracing import TracingTransport
 
     if "fragment_size" in options and not _accepts(open_client, "fragment_size"):
         raise UsageError("--fragment-size is not supported yet")
     host, port = _tcp_address(url)
-    try:
-        stream = await anyio.connect_tcp(host, port)
-    except OSError as exc:
-        raise ConnectionClosedError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
-    transport: Transport = ByteStreamTransport(stream)
+    connect_timeout = options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+    deadline = anyio.current_time() + connect_timeout
+    transport: Transport = await open_tcp_transport(host, port, connect_timeout=connect_timeout)
     if debug:
         transport = TracingTransport(transport, _emit_stderr)
-    async with open_client(transport, **options) as rsocket:
+    options = {**options, "connect_timeout": remaining_time(deadline)}
+    async with closing_unless_entered(transport), open_client(transport, **options) as rsocket:
         yield rsocket
 
 

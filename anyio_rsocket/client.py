@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import math
 import ssl
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
-from anyio.abc import ByteStream
 
 from ._groups import unwrap_exception_groups
 from .connection import RSocket
 from .errors import ConnectionClosedError
 from .fragmentation import DEFAULT_MAX_REASSEMBLED_SIZE
-from .frames import MAX_31, encode_frame
+from .frames import MAX_31, MAX_FRAME_SIZE, encode_frame
+from .framing import FrameBuffer
 from .handler import RequestHandler
 from .lease import LeaseStrategy
 from .options import (
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_FRAME_TIMEOUT,
     DEFAULT_MAX_CONCURRENT_REQUESTS,
     ConnectOptions,
     PeerOptions,
@@ -27,6 +29,7 @@ from .options import (
 from .payload import Payload
 from .setup_info import SetupInfo
 from .transports.base import Transport
+from .transports.sockets import connect_socket_stream, connect_timeout_error
 from .transports.tcp import ByteStreamTransport
 
 if sys.version_info >= (3, 11):
@@ -62,7 +65,9 @@ async def open_client(
     Sends SETUP (version 1.0) and, with ``confirm_setup`` (the default), a KEEPALIVE whose echo
     proves the server accepted it: a refused SETUP then raises
     :class:`~anyio_rsocket.errors.RejectedSetupError` (or another ``SetupError``) right here rather
-    than from the first request. Leaving the block closes the connection, ends every interaction and
+    than from the first request, and a server that does not answer within ``connect_timeout``
+    seconds raises :class:`~anyio_rsocket.errors.ConnectTimeoutError` ("SETUP confirmation").
+    Leaving the block closes the connection, ends every interaction and
     leaves no task behind. The transport is closed in every case. See
     :class:`~anyio_rsocket.options.ClientOptions` for the options.
     """
@@ -97,7 +102,7 @@ async def open_client(
                 rsocket._start()
                 try:
                     if confirm_setup:
-                        await rsocket._confirm_setup(connect_timeout)
+                        await _confirm_setup(rsocket, connect_timeout)
                     yield rsocket
                 finally:
                     await rsocket.aclose()
@@ -105,6 +110,61 @@ async def open_client(
         finally:
             with anyio.CancelScope(shield=True):
                 await transport.aclose()
+
+
+async def _confirm_setup(rsocket: RSocket, timeout: float) -> None:
+    """Wait for the server to accept SETUP; past ``timeout`` raise ConnectTimeoutError."""
+    with anyio.move_on_after(max(timeout, 0.0)):
+        await rsocket._confirm_setup(math.inf)
+        return
+    error = connect_timeout_error("SETUP confirmation", "the server", timeout)
+    rsocket._terminate(error)
+    raise error
+
+
+def check_transport_limits(max_frame_size: int, frame_timeout: float, connect_timeout: float) -> None:
+    """Refuse invalid transport limits before any I/O."""
+    FrameBuffer(max_frame_size)  # raises ValueError for an impossible limit
+    if not frame_timeout > 0:
+        raise ValueError("frame_timeout must be positive")
+    if not connect_timeout > 0:
+        raise ValueError("connect_timeout must be positive")
+
+
+def remaining_time(deadline: float) -> float:
+    """Seconds left until ``deadline`` (never negative)."""
+    return max(deadline - anyio.current_time(), 0.0)
+
+
+async def open_tcp_transport(
+    host: str,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    max_frame_size: int = MAX_FRAME_SIZE,
+    frame_timeout: float = DEFAULT_FRAME_TIMEOUT,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+) -> ByteStreamTransport:
+    """Connect (and do the TLS handshake) within ``connect_timeout``; return the frame transport.
+
+    Raises :class:`~anyio_rsocket.errors.ConnectionClosedError` when the server cannot be reached
+    (its ``__cause__`` is the ``ssl.SSLError`` when the TLS handshake failed), and
+    :class:`~anyio_rsocket.errors.ConnectTimeoutError` when a step stalled.
+    """
+    check_transport_limits(max_frame_size, frame_timeout, connect_timeout)
+    try:
+        stream = await connect_socket_stream(
+            host, port, ssl_context=ssl_context, tls_hostname=host, timeout=connect_timeout
+        )
+    except (OSError, anyio.BrokenResourceError) as exc:
+        # A failed TLS handshake raises ssl.SSLError (an OSError), or BrokenResourceError from one.
+        tls_error = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
+        if isinstance(tls_error, ssl.SSLError):
+            raise ConnectionClosedError(
+                f"TLS handshake with {host}:{port} failed: {tls_error}"
+            ) from tls_error
+        raise ConnectionClosedError(f"cannot connect to {host}:{port}: {exc}") from exc
+    return ByteStreamTransport(stream, max_frame_size=max_frame_size, frame_timeout=frame_timeout)
 
 
 @asynccontextmanager
@@ -120,26 +180,39 @@ async def connect_tcp(
     Options are those of :func:`open_client` (:class:`~anyio_rsocket.options.ClientOptions`): SETUP
     MIME types, ``keepalive_interval`` and ``max_lifetime`` in seconds, ``setup_payload``,
     ``handler`` (answers the server's requests: a :class:`RequestHandler` or a factory taking the
-    :class:`RSocket`), leasing, fragmentation and limits. Raises
+    :class:`RSocket`), leasing, fragmentation and limits; ``max_frame_size`` and ``frame_timeout``
+    limit what the server may send (:class:`~anyio_rsocket.options.ConnectOptions`). Raises
     :class:`~anyio_rsocket.errors.ConnectionClosedError` when the server cannot be reached; when the
     TLS handshake failed, its ``__cause__`` is the ``ssl.SSLError`` (e.g. ``SSLCertVerificationError``).
+    ``connect_timeout`` (default 10 s) bounds the TCP connect, TLS handshake and SETUP confirmation
+    together; past it, :class:`~anyio_rsocket.errors.ConnectTimeoutError` is raised, whose
+    ``__cause__`` is a ``TimeoutError`` naming the step that stalled.
     """
-    client_options, max_frame_size, _frame_timeout = split_connect_options(options)
-    try:
-        stream: ByteStream
-        if ssl_context is None:
-            stream = await anyio.connect_tcp(host, port)
-        else:
-            stream = await anyio.connect_tcp(host, port, ssl_context=ssl_context, tls_hostname=host)
-    except (OSError, anyio.BrokenResourceError) as exc:
-        # A failed TLS handshake raises ssl.SSLError (an OSError), or BrokenResourceError from one.
-        tls_error = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
-        if isinstance(tls_error, ssl.SSLError):
-            raise ConnectionClosedError(
-                f"TLS handshake with {host}:{port} failed: {tls_error}"
-            ) from tls_error
-        raise ConnectionClosedError(f"cannot connect to {host}:{port}: {exc}") from exc
-    async with open_client(
-        ByteStreamTransport(stream, max_frame_size=max_frame_size), **client_options
-    ) as rsocket:
+    client_options, max_frame_size, frame_timeout = split_connect_options(options)
+    connect_timeout = client_options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+    deadline = anyio.current_time() + connect_timeout
+    transport = await open_tcp_transport(
+        host,
+        port,
+        ssl_context=ssl_context,
+        max_frame_size=max_frame_size,
+        frame_timeout=frame_timeout,
+        connect_timeout=connect_timeout,
+    )
+    client_options["connect_timeout"] = remaining_time(deadline)  # SETUP confirmation gets the rest
+    async with closing_unless_entered(transport), open_client(transport, **client_options) as rsocket:
         yield rsocket
+
+
+@asynccontextmanager
+async def closing_unless_entered(transport: Transport) -> AsyncIterator[None]:
+    """Close ``transport`` if the block fails before :func:`open_client` took it over.
+
+    ``open_client`` closes its transport in every case once entered, but refuses bad options first.
+    """
+    try:
+        yield
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await transport.aclose()
+        raise

@@ -117,6 +117,14 @@ class ConnectionClosedError(RSocketError):
     code = ErrorCode.CONNECTION_CLOSE
 
 
+class ConnectTimeoutError(ConnectionClosedError):
+    """No usable connection within ``connect_timeout`` seconds.
+
+    Its ``__cause__`` is a ``TimeoutError`` naming the step that stalled: "TCP connect",
+    "TLS handshake", "WebSocket upgrade" or "SETUP confirmation".
+    """
+
+
 class ConnectionErrorReceived(ConnectionClosedError):
     """The peer ended the connection with ERROR[CONNECTION_ERROR] (0x101)."""
 

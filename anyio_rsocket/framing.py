@@ -2,7 +2,9 @@
 
 Each frame travels behind a 3-byte big-endian length. :class:`FrameBuffer` turns arbitrary chunks of
 a byte stream back into frames, coping with partial reads and several frames per read; it never holds
-more than one incomplete frame plus the chunk just fed, so memory stays bounded by the frame limit.
+more than one incomplete frame plus the chunk just fed, so memory stays bounded by the frame limit,
+and what it holds for an incomplete frame stays proportional to the bytes received (see
+:func:`append_chunk`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,28 @@ from collections.abc import Iterable
 
 from .errors import FrameError, FrameTooLargeError, MalformedFrameError
 from .frames import MAX_FRAME_SIZE
+
+#: Pieces of an incomplete frame shorter than this are copied together into one ``bytearray``.
+SMALL_CHUNK = 16384
+
+
+def append_chunk(chunks: list[bytes | bytearray], chunk: bytes) -> None:
+    """Add ``chunk`` to the pieces of an incomplete frame or message, holding memory in proportion.
+
+    A chunk returned by ``recv(262144)`` can keep a whole page (or more) allocated for a single
+    byte, so a frame trickled one byte per read would cost kilobytes per byte if every chunk were
+    kept. Chunks under :data:`SMALL_CHUNK` bytes are therefore copied into a ``bytearray`` at the end
+    of ``chunks`` (and the chunk itself is released); larger ones are kept as they are, so a big frame
+    still costs a single join once complete.
+    """
+    if len(chunk) >= SMALL_CHUNK:
+        chunks.append(chunk)
+    elif chunk:
+        last = chunks[-1] if chunks else None
+        if type(last) is bytearray:
+            last += chunk
+        else:
+            chunks.append(bytearray(chunk))
 
 
 def prefix_frames(frames: Iterable[bytes]) -> bytes:
@@ -33,7 +57,9 @@ class FrameBuffer:
     length above it raises :class:`FrameTooLargeError` before any of the frame is buffered.
 
     A frame larger than one read is collected as a list of chunks and joined once when complete,
-    so a 1 MiB frame costs one copy rather than one per read.
+    so a 1 MiB frame costs one copy rather than one per read; small chunks of an incomplete frame are
+    copied together (:func:`append_chunk`), so a frame trickled byte by byte costs about a byte per
+    byte.
     """
 
     __slots__ = ("_body_length", "_chunks", "_error", "_size", "max_frame_size")
@@ -42,7 +68,7 @@ class FrameBuffer:
         if not 6 <= max_frame_size <= MAX_FRAME_SIZE:
             raise ValueError(f"max_frame_size must be in [6, {MAX_FRAME_SIZE}]")
         self.max_frame_size = max_frame_size
-        self._chunks: list[bytes] = []  # bytes received after the last complete frame
+        self._chunks: list[bytes | bytearray] = []  # bytes received after the last complete frame
         self._size = 0  # their total length
         self._body_length = -1  # length of the frame being collected, once its prefix is known
         self._error: FrameError | None = None
@@ -69,16 +95,16 @@ class FrameBuffer:
             chunk = bytes(chunk)
         frames: list[bytes] = []
         if self._body_length >= 0:  # inside a frame body whose length is known
-            self._chunks.append(chunk)
-            self._size += len(chunk)
-            if self._size < self._body_length:
+            need = self._body_length - self._size
+            if len(chunk) < need:
+                append_chunk(self._chunks, chunk)
+                self._size += len(chunk)
                 return frames
-            extra = self._size - self._body_length
-            last = self._chunks[-1]
             data = b""
-            if extra:
-                self._chunks[-1] = last[: len(last) - extra]
-                data = last[len(last) - extra :]
+            if len(chunk) > need:
+                data = chunk[need:]
+                chunk = chunk[:need]
+            self._chunks.append(chunk)
             frames.append(b"".join(self._chunks))
             self._reset()
         elif self._chunks:  # a partial length prefix
@@ -115,9 +141,9 @@ class FrameBuffer:
                 return frames
             frames.append(data[position + 3 : end])
             position = end
-        if position < available:
+        if position < available:  # one or two bytes of a length prefix: copied, see append_chunk
             rest = data[position:]
-            self._chunks = [rest]
+            self._chunks = [bytearray(rest)]
             self._size = len(rest)
         return frames
 

@@ -19,10 +19,10 @@ from .errors import (
     RejectedSetupError,
     SetupError,
 )
-from .frames import ErrorFrame, ResumeFrame, SetupFrame, decode_frame, encode_frame
+from .frames import MAX_FRAME_SIZE, ErrorFrame, ResumeFrame, SetupFrame, decode_frame, encode_frame
 from .handler import RequestHandler
-from .listener import serve_listener
-from .options import PeerOptions, ServerOptions
+from .listener import DEFAULT_TLS_HANDSHAKE_TIMEOUT, serve_listener
+from .options import DEFAULT_FRAME_TIMEOUT, PeerOptions, ServerOptions
 from .setup_info import SetupInfo
 from .transports.base import Transport
 from .transports.tcp import ByteStreamTransport
@@ -159,8 +159,17 @@ async def _serve_connection(
 async def serve_stream(
     stream: ByteStream, handler_factory: HandlerFactory, **options: Unpack[ServerOptions]
 ) -> None:
-    """Serve RSocket over one accepted byte stream (length-prefixed frames)."""
-    await serve_connection(ByteStreamTransport(stream), handler_factory, **options)
+    """Serve RSocket over one accepted byte stream (length-prefixed frames).
+
+    ``max_frame_size`` and ``frame_timeout`` (see :class:`~anyio_rsocket.options.ServerOptions`)
+    apply to the stream; the other options to the connection.
+    """
+    transport = ByteStreamTransport(
+        stream,
+        max_frame_size=options.get("max_frame_size", MAX_FRAME_SIZE),
+        frame_timeout=options.get("frame_timeout", DEFAULT_FRAME_TIMEOUT),
+    )
+    await serve_connection(transport, handler_factory, **options)
 
 
 async def serve_tcp(
@@ -177,12 +186,22 @@ async def serve_tcp(
     Use it with ``port = await task_group.start(serve_tcp, factory, host, 0)``: the bound port is
     reported once the listener accepts connections. Each connection runs in its own task group, so a
     failing connection never disturbs the others; cancelling the server closes them all.
+    ``max_connections`` and ``tls_handshake_timeout`` (see
+    :class:`~anyio_rsocket.options.ServerOptions`) apply to the listener.
     """
 
     async def serve_one(stream: ByteStream) -> None:
         await serve_stream(stream, handler_factory, **options)
 
-    await serve_listener(serve_one, host, port, ssl_context=ssl_context, task_status=task_status)
+    await serve_listener(
+        serve_one,
+        host,
+        port,
+        ssl_context=ssl_context,
+        max_connections=options.get("max_connections"),
+        tls_handshake_timeout=options.get("tls_handshake_timeout", DEFAULT_TLS_HANDSHAKE_TIMEOUT),
+        task_status=task_status,
+    )
 
 
 __all__ = ["RSocket", "serve_connection", "serve_listener", "serve_stream", "serve_tcp"]

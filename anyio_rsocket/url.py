@@ -44,10 +44,12 @@ async def connect(
       apply to these only.
 
     ``options`` are those of :func:`~anyio_rsocket.connect_tcp`
-    (:class:`~anyio_rsocket.options.ClientOptions`). Raises
+    (:class:`~anyio_rsocket.options.ConnectOptions`). Raises
     ``ValueError`` for an unsupported scheme or a malformed URL, and
     :class:`~anyio_rsocket.errors.ConnectionClosedError` when the server cannot be reached (a failed
-    TLS handshake has the ``ssl.SSLError`` as ``__cause__``).
+    TLS handshake has the ``ssl.SSLError`` as ``__cause__``);
+    :class:`~anyio_rsocket.errors.ConnectTimeoutError` when no usable connection is reached within
+    ``connect_timeout`` seconds (default 10), its ``__cause__`` naming the step that stalled.
     """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()

@@ -16,10 +16,17 @@ import anyio
 import httpx
 from anyio.abc import ByteStream, TaskStatus
 
-from .client import open_client
+from .client import open_client, remaining_time
 from .connection import HandlerFactory, RSocket
-from .listener import serve_listener
-from .options import ConnectOptions, ServerOptions, split_connect_options
+from .frames import MAX_FRAME_SIZE
+from .listener import DEFAULT_TLS_HANDSHAKE_TIMEOUT, serve_listener
+from .options import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_FRAME_TIMEOUT,
+    ConnectOptions,
+    ServerOptions,
+    split_connect_options,
+)
 from .server import serve_connection
 from .transports.websocket import HANDSHAKE_TIMEOUT, accept_websocket, open_websocket
 
@@ -51,15 +58,27 @@ async def connect_websocket(
 
     Raises :class:`~anyio_rsocket.errors.ConnectionClosedError` when the server cannot be reached or
     refuses the upgrade; when the TLS handshake failed, its ``__cause__`` is the ``ssl.SSLError``.
+    ``connect_timeout`` (default 10 s) bounds the connect, TLS handshake, upgrade and SETUP
+    confirmation together: past it, :class:`~anyio_rsocket.errors.ConnectTimeoutError` is raised,
+    whose ``__cause__`` is a ``TimeoutError`` naming the step that stalled (through a caller's httpx
+    ``client``, connecting and the TLS handshake count as the "WebSocket upgrade").
     """
-    client_options, _max_frame_size, _frame_timeout = split_connect_options(options)
-    async with (
-        open_websocket(
-            url, client=client, subprotocols=subprotocols, headers=headers, ssl_context=ssl_context
-        ) as transport,
-        open_client(transport, **client_options) as rsocket,
-    ):
-        yield rsocket
+    client_options, max_frame_size, frame_timeout = split_connect_options(options)
+    connect_timeout = client_options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+    deadline = anyio.current_time() + connect_timeout
+    async with open_websocket(
+        url,
+        client=client,
+        subprotocols=subprotocols,
+        headers=headers,
+        ssl_context=ssl_context,
+        connect_timeout=connect_timeout,
+        max_frame_size=max_frame_size,
+        frame_timeout=frame_timeout,
+    ) as transport:
+        client_options["connect_timeout"] = remaining_time(deadline)  # for the SETUP confirmation
+        async with open_client(transport, **client_options) as rsocket:
+            yield rsocket
 
 
 async def serve_websocket_stream(
@@ -74,10 +93,16 @@ async def serve_websocket_stream(
     """Serve RSocket over WebSocket on one accepted byte stream: the HTTP upgrade, then frames.
 
     The arguments are those of :func:`serve_websocket`; ``handshake_timeout`` bounds the wait for
-    the upgrade request.
+    the upgrade request. ``max_frame_size`` and ``frame_timeout`` apply to the WebSocket, the other
+    options to the RSocket connection.
     """
     transport = await accept_websocket(
-        stream, path=path, subprotocols=subprotocols, handshake_timeout=handshake_timeout
+        stream,
+        path=path,
+        subprotocols=subprotocols,
+        handshake_timeout=handshake_timeout,
+        max_frame_size=options.get("max_frame_size", MAX_FRAME_SIZE),
+        frame_timeout=options.get("frame_timeout", DEFAULT_FRAME_TIMEOUT),
     )
     if transport is not None:
         await serve_connection(transport, handler_factory, **options)
@@ -107,7 +132,15 @@ async def serve_websocket(
     async def serve_one(stream: ByteStream) -> None:
         await serve_websocket_stream(stream, handler_factory, path=path, subprotocols=subprotocols, **options)
 
-    await serve_listener(serve_one, host, port, ssl_context=ssl_context, task_status=task_status)
+    await serve_listener(
+        serve_one,
+        host,
+        port,
+        ssl_context=ssl_context,
+        max_connections=options.get("max_connections"),
+        tls_handshake_timeout=options.get("tls_handshake_timeout", DEFAULT_TLS_HANDSHAKE_TIMEOUT),
+        task_status=task_status,
+    )
 
 
 __all__ = ["connect_websocket", "serve_websocket", "serve_websocket_stream"]

@@ -7,13 +7,16 @@ import contextlib
 import anyio
 from anyio.abc import ByteStream
 
-from ..errors import ConnectionClosedError
+from ..errors import ConnectionClosedError, ProtocolError
 from ..frames import MAX_FRAME_SIZE
 from ..framing import FrameBuffer, prefix_frames
+from ..options import DEFAULT_FRAME_TIMEOUT
 from .base import Transport
 
 #: How much to read per receive call; large enough that a busy stream needs few reads.
 _READ_SIZE = 262144
+#: How long closing may take (flushing what is buffered, a TLS close_notify) before it is forced.
+_CLOSE_TIMEOUT = 2.0
 
 _IO_ERRORS = (
     anyio.EndOfStream,
@@ -28,11 +31,28 @@ class ByteStreamTransport(Transport):
 
     All frames handed to one :meth:`send` go out in a single write, so a frame is never split across
     writes by us (some peers cannot reassemble a SETUP that arrives in pieces).
+
+    A peer announcing a frame larger than ``max_frame_size`` is refused before any of it is buffered
+    (:class:`~anyio_rsocket.errors.FrameTooLargeError`). Once the first byte of a frame has arrived,
+    :meth:`receive` waits at most ``frame_timeout`` seconds in all for the rest of it, then raises
+    :class:`~anyio_rsocket.errors.ProtocolError`: a peer cannot hold a connection (and the memory of
+    a partial frame) by trickling. Time our reader spends not reading is not counted.
     """
 
-    def __init__(self, stream: ByteStream, *, max_frame_size: int = MAX_FRAME_SIZE) -> None:
+    def __init__(
+        self,
+        stream: ByteStream,
+        *,
+        max_frame_size: int = MAX_FRAME_SIZE,
+        frame_timeout: float = DEFAULT_FRAME_TIMEOUT,
+    ) -> None:
+        if not frame_timeout > 0:
+            raise ValueError("frame_timeout must be positive")
         self._stream = stream
         self._buffer = FrameBuffer(max_frame_size)
+        self._frame_timeout = frame_timeout
+        self._frame_budget = frame_timeout  # waiting time left for the frame being received
+        self._closed = False
 
     @property
     def stream(self) -> ByteStream:
@@ -47,18 +67,53 @@ class ByteStreamTransport(Transport):
             raise ConnectionClosedError(f"connection lost while sending: {exc!r}") from exc
 
     async def receive(self) -> list[bytes]:
-        self._buffer.raise_pending()
-        while True:
+        buffer = self._buffer
+        buffer.raise_pending()
+        if not buffer.buffered:  # between frames: wait as long as it takes (keepalives judge silence)
             try:
                 chunk = await self._stream.receive(_READ_SIZE)
             except anyio.EndOfStream:
                 raise ConnectionClosedError("connection closed by peer") from None
             except _IO_ERRORS as exc:
                 raise ConnectionClosedError(f"connection lost: {exc!r}") from exc
-            frames = self._buffer.feed(chunk)
+            frames = buffer.feed(chunk)
             if frames:
+                self._frame_budget = self._frame_timeout  # any partial frame left started just now
                 return frames
+        return await self._receive_rest()
+
+    async def _receive_rest(self) -> list[bytes]:
+        """Part of a frame is here: the rest must come within what is left of its budget."""
+        buffer = self._buffer
+        started = anyio.current_time()
+        with anyio.move_on_after(self._frame_budget):
+            try:
+                while True:
+                    frames = buffer.feed(await self._read())
+                    if frames:
+                        self._frame_budget = self._frame_timeout
+                        return frames
+            except BaseException:
+                self._frame_budget -= anyio.current_time() - started
+                raise
+        raise ProtocolError(
+            f"a frame did not arrive in full within {self._frame_timeout:g} s of its first byte"
+        )
+
+    async def _read(self) -> bytes:
+        try:
+            return await self._stream.receive(_READ_SIZE)
+        except anyio.EndOfStream:
+            raise ConnectionClosedError("connection closed by peer") from None
+        except _IO_ERRORS as exc:
+            raise ConnectionClosedError(f"connection lost: {exc!r}") from exc
 
     async def aclose(self) -> None:
-        with contextlib.suppress(*_IO_ERRORS):
+        """Close the stream; a TLS close that the peer leaves unanswered is cut short."""
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.move_on_after(_CLOSE_TIMEOUT) as scope, contextlib.suppress(*_IO_ERRORS):
             await self._stream.aclose()
+        if scope.cancelled_caught:
+            await anyio.aclose_forcefully(self._stream)

@@ -5,7 +5,10 @@
 stream an ``httpx.AsyncClient`` hands over after a ``101 Switching Protocols`` on the client side
 (:func:`open_websocket`). Driving wsproto ourselves rather than through a session object lets us
 
-* refuse a message as soon as it grows past the 16,777,215-byte frame limit, before buffering it;
+* refuse a message as soon as its announced length passes the frame limit (16,777,215 bytes or
+  the lower ``max_frame_size``), before buffering it, and hold what a trickled message has sent so
+  far in memory proportional to its bytes;
+* give a message that has started ``frame_timeout`` seconds to arrive in full;
 * write every frame of a batch in one write, and return every frame of one read at once;
 * run no task of our own: the connection's reader reads, its writer writes.
 
@@ -22,7 +25,7 @@ import os
 import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 import anyio
@@ -45,7 +48,10 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError, generate_
 
 from ..errors import ConnectionClosedError, ErrorCode, FrameTooLargeError, ProtocolError
 from ..frames import MAX_FRAME_SIZE, ErrorFrame, encode_frame
+from ..framing import FrameBuffer, append_chunk
+from ..options import DEFAULT_CONNECT_TIMEOUT, DEFAULT_FRAME_TIMEOUT
 from .base import Transport
+from .sockets import connect_socket_stream, connect_timeout_error
 
 #: How much to read per call; the same as the TCP transport.
 _READ_SIZE = 262144
@@ -123,6 +129,25 @@ class _NetworkStreamChannel:
         await self.stream.aclose()
 
 
+def _check_limits(max_frame_size: int, frame_timeout: float) -> None:
+    FrameBuffer(max_frame_size)  # raises ValueError for an impossible limit
+    if not frame_timeout > 0:
+        raise ValueError("frame_timeout must be positive")
+
+
+def _frame_decoder(connection: object) -> Any:
+    """wsproto's frame decoder behind ``connection``, or ``None`` if this wsproto hides it.
+
+    Reading its state (is a frame header parsed, are bytes waiting) tells whether a message has
+    started and how long it announces itself to be; without it we fall back to what events tell.
+    """
+    inner = getattr(connection, "connection", None) or connection  # WSConnection wraps a Connection
+    decoder = getattr(getattr(inner, "_proto", None), "_frame_decoder", None)
+    if all(hasattr(decoder, name) for name in ("header", "buffer", "payload_consumed")):
+        return decoder
+    return None
+
+
 class WebSocketTransport(Transport):
     """Carries RSocket frames as binary WebSocket messages, one frame per message (T2).
 
@@ -130,6 +155,9 @@ class WebSocketTransport(Transport):
     than 16,777,215 bytes are refused on both directions (T3): :meth:`send` raises
     :class:`~anyio_rsocket.errors.FrameTooLargeError` before writing anything, and a peer's oversized
     or text message ends the connection with :class:`~anyio_rsocket.errors.ProtocolError`.
+    ``max_frame_size`` lowers the limit for what the peer sends (refused as soon as a message
+    announces more), and a message must arrive in full within ``frame_timeout`` seconds of waiting
+    once it has started.
     """
 
     def __init__(
@@ -140,16 +168,27 @@ class WebSocketTransport(Transport):
         subprotocol: str | None = None,
         io_errors: tuple[type[BaseException], ...] = _ANYIO_IO_ERRORS,
         max_frame_size: int = MAX_FRAME_SIZE,
+        frame_timeout: float = DEFAULT_FRAME_TIMEOUT,
     ) -> None:
+        _check_limits(max_frame_size, frame_timeout)
         self._ws = connection
         self._channel = channel
         self._io_errors = io_errors
         self._max_frame_size = max_frame_size
+        self._frame_timeout = frame_timeout
+        self._frame_budget = frame_timeout  # waiting time left for the message being received
+        self._decoder = _frame_decoder(connection)
+        self._event_pending = False  # without the decoder: bytes fed that completed no event yet
         # The reader answers pings while the writer may be writing: one write at a time.
         self._write_lock = anyio.Lock(fast_acquire=True)
         self._unparsed = True  # wsproto may hold bytes not yet turned into events (after the upgrade)
-        self._partial: list[bytes] = []
+        self._partial: list[bytes | bytearray] = []
         self._partial_size = 0
+        # A message announced over the limit is refused without keeping any of it; it is read (and
+        # dropped) to its end, up to the wire maximum, so that the peer is not cut off mid-send and
+        # does read our ERROR and Close.
+        self._refusing = False
+        self._dropped = 0
         self._error: ConnectionClosedError | None = None
         self._closed = False
         self.subprotocol = subprotocol
@@ -158,9 +197,9 @@ class WebSocketTransport(Transport):
     async def send(self, frames: list[bytes]) -> None:
         """Write each frame as one binary message; the whole batch goes out in a single write."""
         for frame in frames:
-            if len(frame) > self._max_frame_size:
+            if len(frame) > MAX_FRAME_SIZE:
                 raise FrameTooLargeError(
-                    f"frame of {len(frame)} bytes exceeds the {self._max_frame_size}-byte limit (T3)"
+                    f"frame of {len(frame)} bytes exceeds the {MAX_FRAME_SIZE}-byte limit (T3)"
                 )
         if self._error is not None:
             raise ConnectionClosedError(self._error.message)
@@ -172,6 +211,26 @@ class WebSocketTransport(Transport):
 
     async def receive(self) -> list[bytes]:
         """Wait for at least one complete binary message; return every complete one at hand."""
+        frames = await self._receive(timed=False)
+        if frames is not None:
+            return frames
+        # Part of a message is here: the rest must come within what is left of its budget.
+        started = anyio.current_time()
+        with anyio.move_on_after(self._frame_budget):
+            try:
+                frames = await self._receive(timed=True)
+            except BaseException:
+                self._frame_budget -= anyio.current_time() - started
+                raise
+            assert frames is not None
+            return frames
+        timeout = self._frame_timeout
+        self._fail(ProtocolError(f"a WebSocket message did not arrive in full within {timeout:g} s"))
+        assert self._error is not None
+        raise self._error
+
+    async def _receive(self, *, timed: bool) -> list[bytes] | None:
+        """Read until complete messages are at hand; untimed, return ``None`` once one has started."""
         while True:
             frames, to_send = self._process_events() if self._unparsed else ([], b"")
             self._unparsed = False
@@ -179,9 +238,14 @@ class WebSocketTransport(Transport):
                 with contextlib.suppress(ConnectionClosedError):  # recorded in self._error
                     await self._write(to_send)
             if frames:
+                self._frame_budget = self._frame_timeout  # what is left started just now
                 return frames
             if self._error is not None:
                 raise self._error
+            if not timed:
+                if self._mid_message():
+                    return None
+                self._frame_budget = self._frame_timeout
             try:
                 data = await self._channel.read()
             except self._io_errors as exc:
@@ -191,35 +255,69 @@ class WebSocketTransport(Transport):
                 self._fail(ConnectionClosedError("connection closed by peer without a WebSocket close"))
                 continue
             self._unparsed = True
+            self._event_pending = True
             try:
                 self._ws.receive_data(data)
             except LocalProtocolError:  # data after the close handshake
                 self._fail(ConnectionClosedError("connection closed"))
+
+    def _mid_message(self) -> bool:
+        """Whether part of a message (or of any WebSocket frame) has arrived but not all of it."""
+        if self._partial or self._refusing:
+            return True
+        decoder = self._decoder
+        if decoder is None:
+            return self._event_pending
+        return decoder.header is not None or len(decoder.buffer) > 0
+
+    def _frame_remaining(self) -> int:
+        """Payload bytes the data frame being received still announces (0 if none, or unknown)."""
+        decoder = self._decoder
+        header = decoder.header if decoder is not None else None
+        if header is None or header.opcode.iscontrol():
+            return 0
+        remaining: int = header.payload_len - decoder.payload_consumed
+        return remaining
 
     def _process_events(self) -> tuple[list[bytes], bytes]:
         """Turn what wsproto parsed into complete frames, plus any bytes we owe the peer (pongs)."""
         frames: list[bytes] = []
         to_send = b""
         for event in self._ws.events():
+            self._event_pending = False
             if isinstance(event, BytesMessage):
+                if self._refusing:
+                    self._dropped += len(event.data)
+                    if event.message_finished or self._dropped > MAX_FRAME_SIZE:
+                        return frames, to_send + self._violation(
+                            f"WebSocket message announced more than the {self._max_frame_size}-byte "
+                            "frame limit (T3)",
+                            CloseReason.MESSAGE_TOO_BIG,
+                        )
+                    continue
                 if event.message_finished and not self._partial:
                     data = bytes(event.data)
                     if len(data) > self._max_frame_size:
                         return frames, to_send + self._violation(
-                            f"WebSocket message of {len(data)} bytes exceeds the frame limit (T3)",
+                            f"WebSocket message of {len(data)} bytes exceeds the "
+                            f"{self._max_frame_size}-byte frame limit (T3)",
                             CloseReason.MESSAGE_TOO_BIG,
                         )
                     frames.append(data)
                     continue
-                # A message arriving in pieces: check the limit before keeping each piece.
-                self._partial.append(bytes(event.data))
-                self._partial_size += len(event.data)
-                if self._partial_size > self._max_frame_size:
-                    self._partial.clear()
-                    return frames, to_send + self._violation(
-                        f"WebSocket message exceeds the {self._max_frame_size}-byte frame limit (T3)",
-                        CloseReason.MESSAGE_TOO_BIG,
-                    )
+                # A message arriving in pieces: check what it announces before keeping a piece.
+                received = self._partial_size + len(event.data)
+                if received + self._frame_remaining() > self._max_frame_size:
+                    if event.message_finished:
+                        return frames, to_send + self._violation(
+                            f"WebSocket message of {received} bytes exceeds the "
+                            f"{self._max_frame_size}-byte frame limit (T3)",
+                            CloseReason.MESSAGE_TOO_BIG,
+                        )
+                    self._refuse(received)
+                    continue
+                append_chunk(self._partial, bytes(event.data))
+                self._partial_size = received
                 if event.message_finished:
                     frames.append(b"".join(self._partial))
                     self._partial.clear()
@@ -238,7 +336,16 @@ class WebSocketTransport(Transport):
                 self._fail(ConnectionClosedError(f"WebSocket closed by peer (code {event.code}{reason})"))
                 return frames, to_send
             # Pongs (we never ping) and anything else carry nothing for RSocket.
+        if not self._refusing and self._partial_size + self._frame_remaining() > self._max_frame_size:
+            self._refuse(self._partial_size)  # announced by a frame header whose payload is to come
         return frames, to_send
+
+    def _refuse(self, received: int) -> None:
+        """Drop the message in progress and what is still to come of it (see ``_refusing``)."""
+        self._refusing = True
+        self._dropped = received
+        self._partial.clear()
+        self._partial_size = 0
 
     def _violation(self, message: str, close_code: int) -> bytes:
         """The peer broke T2/T3: fail with ProtocolError; return ERROR[CONNECTION_ERROR] + Close."""
@@ -302,14 +409,18 @@ async def accept_websocket(
     path: str | None = "/",
     subprotocols: Sequence[str] = (),
     handshake_timeout: float = HANDSHAKE_TIMEOUT,
+    max_frame_size: int = MAX_FRAME_SIZE,
+    frame_timeout: float = DEFAULT_FRAME_TIMEOUT,
 ) -> WebSocketTransport | None:
     """Answer the HTTP upgrade on an accepted ``stream``; return the transport, or ``None``.
 
     ``None`` means there is no WebSocket to serve, and the stream has been closed: the request was
     not a valid upgrade (answered with 400), asked for another ``path`` (404; ``path=None`` accepts
     any), did not arrive within ``handshake_timeout`` seconds, or the client went away. Of the
-    ``subprotocols`` we support, the first one the client offers is chosen.
+    ``subprotocols`` we support, the first one the client offers is chosen. ``max_frame_size`` and
+    ``frame_timeout`` are the transport's limits on what the client sends.
     """
+    _check_limits(max_frame_size, frame_timeout)
     connection = WSConnection(ConnectionType.SERVER)
     channel = _ByteStreamChannel(stream)
     answer: bytes = b""
@@ -324,7 +435,13 @@ async def accept_websocket(
             else:
                 subprotocol = _choose_subprotocol(request.subprotocols, subprotocols)
                 await stream.send(connection.send(AcceptConnection(subprotocol=subprotocol)))
-                transport = WebSocketTransport(connection, channel, subprotocol=subprotocol)
+                transport = WebSocketTransport(
+                    connection,
+                    channel,
+                    subprotocol=subprotocol,
+                    max_frame_size=max_frame_size,
+                    frame_timeout=frame_timeout,
+                )
     except RemoteProtocolError as exc:  # not a valid upgrade request
         if isinstance(exc.event_hint, RejectConnection):
             answer = connection.send(exc.event_hint)
@@ -392,22 +509,36 @@ async def open_websocket(
     subprotocols: Sequence[str] | None = None,
     headers: Mapping[str, str] | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    max_frame_size: int = MAX_FRAME_SIZE,
+    frame_timeout: float = DEFAULT_FRAME_TIMEOUT,
 ) -> AsyncIterator[WebSocketTransport]:
-    """Upgrade an HTTP connection to a WebSocket through httpx; yield the transport.
+    """Upgrade an HTTP connection to a WebSocket; yield the transport.
 
     ``url`` is ``ws://``, ``wss://``, ``http://`` or ``https://``. With ``client`` the request goes
     through the caller's ``httpx.AsyncClient`` (its auth, cookies, proxies, TLS settings and
-    transport, such as httpx-ws's in-process ``ASGIWebSocketTransport``); otherwise a private client
-    is used, verifying TLS with ``ssl_context`` when given. Every failure to connect raises
-    :class:`~anyio_rsocket.errors.ConnectionClosedError`; when the TLS handshake failed, its
-    ``__cause__`` is the ``ssl.SSLError``.
+    transport, such as httpx-ws's in-process ``ASGIWebSocketTransport``), and httpx owns the socket;
+    otherwise the upgrade runs over our own socket, verifying TLS with ``ssl_context`` when given.
+    Every failure to connect raises :class:`~anyio_rsocket.errors.ConnectionClosedError`; when the
+    TLS handshake failed, its ``__cause__`` is the ``ssl.SSLError``. Connecting and upgrading must
+    finish within ``connect_timeout`` seconds, or
+    :class:`~anyio_rsocket.errors.ConnectTimeoutError` is raised (its ``__cause__`` names the step:
+    "TCP connect", "TLS handshake" or "WebSocket upgrade"; through httpx, all three are the
+    "WebSocket upgrade"). ``max_frame_size`` and ``frame_timeout`` are the transport's limits on
+    what the server sends.
     """
     if client is not None and ssl_context is not None:
         raise ValueError("pass ssl_context to your httpx.AsyncClient (verify=...), not to connect")
+    _check_limits(max_frame_size, frame_timeout)
+    if not connect_timeout > 0:
+        raise ValueError("connect_timeout must be positive")
+    limits = _Limits(max_frame_size, frame_timeout)
     if client is None:
         # No httpx settings to honour: upgrade over our own AnyIO socket, which spares every read
         # and write the per-call timeout scopes of httpcore's stream.
-        async with _open_direct(url, subprotocols or (), headers or {}, ssl_context) as transport:
+        async with _open_direct(
+            url, subprotocols or (), headers or {}, ssl_context, connect_timeout, limits
+        ) as transport:
             yield transport
         return
     key = base64.b64encode(os.urandom(16)).decode("ascii")
@@ -419,14 +550,14 @@ async def open_websocket(
     if subprotocols:
         request_headers["sec-websocket-protocol"] = ", ".join(subprotocols)
     async with AsyncExitStack() as stack:
-        if client is None:
-            client = await stack.enter_async_context(
-                httpx.AsyncClient(verify=ssl_context if ssl_context is not None else True)
-            )
-        try:
-            response = await stack.enter_async_context(client.stream("GET", url, headers=request_headers))
-        except Exception as exc:  # httpx.HTTPError, or whatever a custom transport raises
-            raise _connection_error(url, exc) from _connect_cause(exc)
+        response: httpx.Response | None = None
+        with anyio.move_on_after(connect_timeout):
+            try:
+                response = await stack.enter_async_context(client.stream("GET", url, headers=request_headers))
+            except Exception as exc:  # httpx.HTTPError, or whatever a custom transport raises
+                raise _connection_error(url, exc) from _connect_cause(exc)
+        if response is None:
+            raise connect_timeout_error("WebSocket upgrade", url, connect_timeout)
         if response.status_code != 101:
             raise ConnectionClosedError(
                 f"WebSocket upgrade to {url} refused: HTTP {response.status_code} {response.reason_phrase}"
@@ -438,10 +569,20 @@ async def open_websocket(
             raise ConnectionClosedError(f"the server chose subprotocol {subprotocol!r}, not one we offered")
         channel = _NetworkStreamChannel(response.extensions["network_stream"])
         transport = WebSocketTransport(
-            Connection(ConnectionType.CLIENT), channel, subprotocol=subprotocol, io_errors=(Exception,)
+            Connection(ConnectionType.CLIENT),
+            channel,
+            subprotocol=subprotocol,
+            io_errors=(Exception,),
+            max_frame_size=limits.max_frame_size,
+            frame_timeout=limits.frame_timeout,
         )
         stack.push_async_callback(transport.aclose)
         yield transport
+
+
+class _Limits(NamedTuple):
+    max_frame_size: int
+    frame_timeout: float
 
 
 @asynccontextmanager
@@ -450,8 +591,10 @@ async def _open_direct(
     subprotocols: Sequence[str],
     headers: Mapping[str, str],
     ssl_context: ssl.SSLContext | None,
+    connect_timeout: float,
+    limits: _Limits,
 ) -> AsyncIterator[WebSocketTransport]:
-    """The client upgrade over a plain AnyIO TCP (or TLS) stream, driven by wsproto."""
+    """The client upgrade over our own TCP (or TLS) stream, driven by wsproto."""
     parts = urlsplit(url)
     secure = parts.scheme in ("wss", "https")
     if parts.scheme not in ("ws", "wss", "http", "https") or not parts.hostname:
@@ -459,13 +602,14 @@ async def _open_direct(
     host = parts.hostname
     port = parts.port or (443 if secure else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    deadline = anyio.current_time() + connect_timeout
     try:
-        stream: ByteStream
+        context = None
         if secure:
             context = ssl_context if ssl_context is not None else ssl.create_default_context()
-            stream = await anyio.connect_tcp(host, port, ssl_context=context, tls_hostname=host)
-        else:
-            stream = await anyio.connect_tcp(host, port)
+        stream = await connect_socket_stream(
+            host, port, ssl_context=context, tls_hostname=host, timeout=connect_timeout
+        )
     except (OSError, anyio.BrokenResourceError) as exc:
         raise _connection_error(url, exc) from _connect_cause(exc)
     connection = WSConnection(ConnectionType.CLIENT)
@@ -477,21 +621,29 @@ async def _open_direct(
         request = Request(
             host=host_header, target=target, subprotocols=list(subprotocols), extra_headers=extra
         )
-        try:
-            with anyio.fail_after(HANDSHAKE_TIMEOUT):
+        answer: AcceptConnection | RejectConnection | None = None
+        upgrade_timeout = max(deadline - anyio.current_time(), 0.0)
+        with anyio.move_on_after(upgrade_timeout):
+            try:
                 await stream.send(connection.send(request))
                 answer = await _read_upgrade_answer(connection, channel)
-        except TimeoutError:
-            raise ConnectionClosedError(f"WebSocket upgrade to {url} timed out") from None
-        except (*_ANYIO_IO_ERRORS, RemoteProtocolError) as exc:
-            raise ConnectionClosedError(f"WebSocket upgrade to {url} failed: {exc!r}") from exc
+            except (*_ANYIO_IO_ERRORS, RemoteProtocolError) as exc:
+                raise ConnectionClosedError(f"WebSocket upgrade to {url} failed: {exc!r}") from exc
+        if answer is None:
+            raise connect_timeout_error("WebSocket upgrade", url, upgrade_timeout)
         if isinstance(answer, RejectConnection):
             raise ConnectionClosedError(f"WebSocket upgrade to {url} refused: HTTP {answer.status_code}")
         if answer.subprotocol is not None and answer.subprotocol not in subprotocols:
             raise ConnectionClosedError(
                 f"the server chose subprotocol {answer.subprotocol!r}, not one we offered"
             )
-        transport = WebSocketTransport(connection, channel, subprotocol=answer.subprotocol)
+        transport = WebSocketTransport(
+            connection,
+            channel,
+            subprotocol=answer.subprotocol,
+            max_frame_size=limits.max_frame_size,
+            frame_timeout=limits.frame_timeout,
+        )
     finally:
         if transport is None:  # failed or cancelled: never leave the socket open
             with anyio.CancelScope(shield=True):
