@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import ssl
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -91,15 +90,14 @@ async def open_client(
         payload=setup_payload,
         lease=bool(lease),
     )
-    setup_frame = encode_frame(setup.to_frame())  # invalid options fail before any I/O
+    encode_frame(setup.to_frame())  # invalid options fail before any I/O
     async with unwrap_exception_groups():
         try:
             async with anyio.create_task_group() as task_group:
                 rsocket = RSocket(transport, task_group, is_client=True, setup=setup, options=options)
                 if handler is not None:
                     rsocket._handler = handler if isinstance(handler, RequestHandler) else handler(rsocket)
-                rsocket._send_frame(setup_frame)
-                rsocket._start()
+                rsocket._start(probe=confirm_setup)
                 try:
                     if confirm_setup:
                         await _confirm_setup(rsocket, connect_timeout)
@@ -115,7 +113,7 @@ async def open_client(
 async def _confirm_setup(rsocket: RSocket, timeout: float) -> None:
     """Wait for the server to accept SETUP; past ``timeout`` raise ConnectTimeoutError."""
     with anyio.move_on_after(max(timeout, 0.0)):
-        await rsocket._confirm_setup(math.inf)
+        await rsocket._confirm_setup()
         return
     error = connect_timeout_error("SETUP confirmation", "the server", timeout)
     rsocket._terminate(error)

@@ -1,8 +1,10 @@
 """Requester-side interactions: the objects a caller holds while a request is in flight.
 
-The connection's reader feeds these objects synchronously (``_on_payload`` and friends) and never
-blocks on them: inbound items go into a buffer that can only hold what the consumer granted as
-credit, so a slow consumer slows its own stream and never the connection (design property 3).
+The connection's reader feeds these objects synchronously (the :class:`~.link.StreamOwner` methods,
+``on_payload`` and friends) and never blocks on them; they reach the wire only through the
+connection's :class:`~.link.StreamLink` methods. Inbound items go into a buffer that can only hold
+what the consumer granted as credit, so a slow consumer slows its own stream and never the
+connection (design property 3).
 """
 
 from __future__ import annotations
@@ -10,29 +12,16 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import AsyncIterable
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectStream, TaskGroup
 
 from ._groups import unwrap_exception_groups
-from .errors import ConnectionClosedError, ErrorCode, InvalidError, RSocketError, error_from_code
-from .frames import (
-    FLAG_COMPLETE,
-    FLAG_NEXT,
-    MAX_REQUEST_N,
-    CancelFrame,
-    ErrorFrame,
-    PayloadFrame,
-    RequestChannelFrame,
-    RequestNFrame,
-    RequestStreamFrame,
-    encode_frame,
-)
+from .errors import ErrorCode, RSocketError
+from .frames import FLAG_COMPLETE, FLAG_NEXT, MAX_REQUEST_N
+from .link import StreamLink
 from .payload import Payload
-
-if TYPE_CHECKING:
-    from .connection import RSocket
+from .protocol.streams import InteractionKind
 
 #: Credit a stream or channel grants when the caller does not choose (see README, "Credit").
 DEFAULT_INITIAL_N = 256
@@ -53,10 +42,9 @@ def _check_credit(name: str, n: int) -> int:
 class PendingResponse:
     """The state of one request-response call while it waits for its answer."""
 
-    __slots__ = ("connection", "done", "error", "event", "result", "stream_id")
+    __slots__ = ("done", "error", "event", "result", "stream_id")
 
-    def __init__(self, connection: RSocket) -> None:
-        self.connection = connection
+    def __init__(self) -> None:
         self.stream_id = 0
         self.event = anyio.Event()
         self.result: Payload | None = None
@@ -65,25 +53,24 @@ class PendingResponse:
 
     def _settle(self) -> None:
         self.done = True
-        self.connection._release(self.stream_id, self)
         self.event.set()
 
-    def _on_payload(self, data: bytes, metadata: bytes | None, flags: int) -> None:
+    def on_payload(self, data: bytes, metadata: bytes | None, flags: int) -> None:
         # IX2: a PAYLOAD for request-response ends it whether or not C is set; C-only is "no value".
         self.result = Payload(data, metadata) if flags & FLAG_NEXT else Payload()
         self._settle()
 
-    def _on_error(self, frame: ErrorFrame) -> None:
-        self.error = error_from_code(frame.error_code, frame.message)
+    def on_error(self, error: BaseException) -> None:
+        self.error = error
         self._settle()
 
-    def _on_request_n(self, frame: RequestNFrame) -> None:
+    def on_request_n(self, n: int) -> None:
         pass  # RN7: no effect on request-response
 
-    def _on_cancel(self, frame: CancelFrame) -> None:
+    def on_cancel(self) -> None:
         pass
 
-    def _on_connection_closed(self, error: ConnectionClosedError) -> None:
+    def on_connection_closed(self, error: BaseException) -> None:
         self.error = error
         self.done = True
         self.event.set()
@@ -102,20 +89,19 @@ class RequestStream(ObjectReceiveStream[Payload]):
 
     def __init__(
         self,
-        connection: RSocket,
+        link: StreamLink,
         payload: Payload,
         initial_n: int = DEFAULT_INITIAL_N,
         auto_request: bool = True,
     ) -> None:
-        self._connection = connection
+        self._link = link
         self._payload = payload
         self._initial_n = _check_credit("initial_n", initial_n)
         self._auto_request = auto_request
         self._refill_threshold = max(1, self._initial_n // 2)
         self._consumed = 0
-        self._outstanding = self._initial_n
         self._unbounded = self._initial_n >= MAX_REQUEST_N
-        # The buffer's bound is the credit itself: the reader never pushes more than was granted.
+        # The buffer's bound is the credit itself: the core never delivers more than was granted.
         self._items: deque[Payload] = deque()
         self._buffered_cost = 0  # bytes of buffered items plus a fixed overhead each
         self._congested = False  # over the high-water mark: the connection has paused its reader
@@ -130,18 +116,19 @@ class RequestStream(ObjectReceiveStream[Payload]):
 
     # --- lifecycle -------------------------------------------------------------------------------
 
-    def _request_frame(self, stream_id: int) -> RequestStreamFrame | RequestChannelFrame:
-        return RequestStreamFrame(stream_id, self._initial_n, self._payload.data, self._payload.metadata)
+    def _open(self) -> int:
+        """Send the request; return its stream id."""
+        return self._link.open_stream(self, InteractionKind.REQUEST_STREAM, self._payload, self._initial_n)
 
     async def _start(self) -> None:
         """Send the request (after spending a lease unit when leasing is on)."""
         if self._started:
             return
-        await self._connection._acquire_lease()
+        await self._link.acquire_lease()
         if self._started:  # another task started us while we waited for a lease
             return
         self._started = True
-        self.stream_id = self._connection._open_stream(self, self._request_frame)
+        self.stream_id = self._open()
 
     async def __aenter__(self) -> RequestStream:
         await self._start()
@@ -162,7 +149,7 @@ class RequestStream(ObjectReceiveStream[Payload]):
         """End the interaction now: CANCEL if the peer may still send, and close the buffer."""
         if self._started and not self._finished:
             self._finish(None)
-            self._connection._send_if_open(encode_frame(CancelFrame(self.stream_id)))
+            self._link.cancel(self.stream_id)
         self._consumer_closed = True
         self._items.clear()
         self._buffered_cost = 0
@@ -171,7 +158,7 @@ class RequestStream(ObjectReceiveStream[Payload]):
     def _relieve(self) -> None:
         if self._congested:
             self._congested = False
-            self._connection._stream_relieved()
+            self._link.stream_relieved()
 
     async def aclose(self) -> None:
         """Stop the interaction; sends CANCEL if the stream has not completed yet."""
@@ -179,12 +166,11 @@ class RequestStream(ObjectReceiveStream[Payload]):
         await anyio.lowlevel.checkpoint()
 
     def _finish(self, error: BaseException | None) -> None:
-        """The interaction is over on the wire: release the stream id and wake the consumer."""
+        """The interaction is over (the core releases its stream id): wake the consumer."""
         self._finished = True
         self._inbound_done = True
         if error is not None and self._error is None:
             self._error = error
-        self._connection._release(self.stream_id, self)
         self._wake_consumer()
 
     # --- consumer side ---------------------------------------------------------------------------
@@ -200,7 +186,7 @@ class RequestStream(ObjectReceiveStream[Payload]):
         cost = self._buffered_cost = self._buffered_cost + len(item.data) + _ITEM_OVERHEAD
         if cost > STREAM_HIGH_WATER and not self._congested:
             self._congested = True
-            self._connection._stream_congested()
+            self._link.stream_congested()
         if self._item_waiter is not None:
             self._wake_consumer()
 
@@ -248,36 +234,24 @@ class RequestStream(ObjectReceiveStream[Payload]):
             raise RuntimeError("open the stream with 'async with' before requesting more items")
         if self._inbound_done or self._unbounded:
             return
-        total = self._outstanding + n
-        if total >= MAX_REQUEST_N:
-            # RN4: saturated credit means "unbounded"; nothing more needs to be requested.
-            self._unbounded = True
-            n = MAX_REQUEST_N - self._outstanding if self._outstanding < MAX_REQUEST_N else 0
-            self._outstanding = MAX_REQUEST_N
-            if n == 0:
-                return
-        else:
-            self._outstanding = total
-        self._connection._send_frame(encode_frame(RequestNFrame(self.stream_id, n)))
+        link = self._link
+        link.request_n(self.stream_id, n)  # the core caps the total at 2^31-1 (RN4)
+        if link.recv_unbounded(self.stream_id):
+            self._unbounded = True  # saturated credit means "unbounded": nothing more to request
 
     @property
     def buffered(self) -> int:
         """Items received and not yet consumed (never more than the credit granted)."""
         return len(self._items)
 
-    # --- reader callbacks (synchronous, never block) --------------------------------------------
+    # --- StreamOwner: called by the connection's reader (synchronous, never block) ---------------
 
-    def _on_payload(self, data: bytes, metadata: bytes | None, flags: int) -> None:
+    def on_payload(self, data: bytes, metadata: bytes | None, flags: int) -> None:
+        """An item and/or the end of the responder's half (the core already checked credit: a
+        responder exceeding it is cancelled and the consumer gets InvalidError, RN6)."""
         if self._inbound_done:
             return
         if flags & FLAG_NEXT:
-            if not self._unbounded:
-                if self._outstanding <= 0:
-                    # RN6 (our rule): a responder exceeding credit is cancelled and the consumer
-                    # gets InvalidError; we never buffer beyond what was granted.
-                    self._fail_locally(InvalidError("responder sent more items than requested"))
-                    return
-                self._outstanding -= 1
             self._push(Payload(data, metadata))
         if flags & FLAG_COMPLETE:
             self._on_inbound_complete()
@@ -285,21 +259,17 @@ class RequestStream(ObjectReceiveStream[Payload]):
     def _on_inbound_complete(self) -> None:
         self._finish(None)
 
-    def _on_error(self, frame: ErrorFrame) -> None:
-        self._finish(error_from_code(frame.error_code, frame.message))
-
-    def _on_request_n(self, frame: RequestNFrame) -> None:
-        pass
-
-    def _on_cancel(self, frame: CancelFrame) -> None:
-        pass
-
-    def _on_connection_closed(self, error: ConnectionClosedError) -> None:
+    def on_error(self, error: BaseException) -> None:
         self._finish(error)
 
-    def _fail_locally(self, error: RSocketError) -> None:
+    def on_request_n(self, n: int) -> None:
+        pass
+
+    def on_cancel(self) -> None:
+        pass
+
+    def on_connection_closed(self, error: BaseException) -> None:
         self._finish(error)
-        self._connection._send_if_open(encode_frame(CancelFrame(self.stream_id)))
 
 
 class RequestChannel(RequestStream, ObjectStream[Payload]):
@@ -320,31 +290,25 @@ class RequestChannel(RequestStream, ObjectStream[Payload]):
 
     def __init__(
         self,
-        connection: RSocket,
+        link: StreamLink,
         payload: Payload,
         initial_n: int = DEFAULT_INITIAL_N,
         auto_request: bool = True,
         complete: bool = False,
         outbound: AsyncIterable[Payload] | None = None,
     ) -> None:
-        super().__init__(connection, payload, initial_n, auto_request)
+        super().__init__(link, payload, initial_n, auto_request)
         if outbound is not None and complete:
             raise ValueError("complete=True sends only the first element; it cannot have an outbound source")
         self._outbound = outbound
         self._task_group: TaskGroup | None = None
         self._outbound_done = complete
         self._outbound_cancelled = False
-        self._send_credit = 0
-        self._send_unbounded = False
         self._credit_event: anyio.Event | None = None
 
-    def _request_frame(self, stream_id: int) -> RequestStreamFrame | RequestChannelFrame:
-        return RequestChannelFrame(
-            stream_id,
-            self._initial_n,
-            self._payload.data,
-            self._payload.metadata,
-            complete=self._outbound_done,
+    def _open(self) -> int:
+        return self._link.open_stream(
+            self, InteractionKind.REQUEST_CHANNEL, self._payload, self._initial_n, self._outbound_done
         )
 
     async def __aenter__(self) -> RequestChannel:
@@ -383,10 +347,8 @@ class RequestChannel(RequestStream, ObjectStream[Payload]):
             # IX5: a requester may end the whole channel with ERROR[APPLICATION_ERROR].
             if self._started and not self._finished:
                 self._finish(exc)
-                message = (str(exc) or type(exc).__name__).encode("utf-8", "replace")
-                self._connection._send_if_open(
-                    encode_frame(ErrorFrame(self.stream_id, ErrorCode.APPLICATION_ERROR, message))
-                )
+                message = str(exc) or type(exc).__name__
+                self._link.send_error(self.stream_id, ErrorCode.APPLICATION_ERROR, message)
             raise
         await self.send_eof()
 
@@ -414,27 +376,21 @@ class RequestChannel(RequestStream, ObjectStream[Payload]):
         if self._outbound_done or self._outbound_cancelled:
             self._finish(None)
 
-    def _on_request_n(self, frame: RequestNFrame) -> None:
-        if frame.request_n <= 0:
-            return  # RN6 (our rule): a zero request-n is ignored
-        credit = self._send_credit + frame.request_n
-        if credit >= MAX_REQUEST_N:
-            self._send_unbounded = True  # RN4
-        self._send_credit = min(credit, MAX_REQUEST_N)
-        self._wake_senders()
+    def on_request_n(self, n: int) -> None:
+        self._wake_senders()  # the core keeps the credit (RN1, RN4, RN6)
 
-    def _on_cancel(self, frame: CancelFrame) -> None:
+    def on_cancel(self) -> None:
         # [java] the responder stops consuming our half; we keep receiving.
         self._outbound_cancelled = True
         self._wake_senders()
         if self._inbound_done:
             self._finish(None)
-        return
 
     async def send(self, item: Payload) -> None:
         """Send one element, waiting while the responder has granted no credit."""
         if not self._started:
             await self._start()
+        link, stream_id = self._link, self.stream_id
         while True:
             if self._outbound_done:
                 raise anyio.ClosedResourceError("send_eof() was already called on this channel")
@@ -442,16 +398,13 @@ class RequestChannel(RequestStream, ObjectStream[Payload]):
                 raise self._error
             if self._outbound_cancelled or self._finished:
                 raise anyio.BrokenResourceError("the responder no longer accepts elements")
-            if self._send_unbounded or self._send_credit > 0:
+            if link.send_next(stream_id, item):
                 break
             event = self._credit_event
             if event is None:
                 event = self._credit_event = anyio.Event()
             await event.wait()
-        if not self._send_unbounded:
-            self._send_credit -= 1
-        self._connection._send_payload(self.stream_id, item.data, item.metadata, FLAG_NEXT)
-        await self._connection._wait_writable()
+        await link.wait_writable()
 
     async def send_eof(self) -> None:
         """Complete our half of the channel; receiving continues until the responder completes."""
@@ -461,7 +414,7 @@ class RequestChannel(RequestStream, ObjectStream[Payload]):
             self._outbound_done = True
             return
         self._outbound_done = True
-        self._connection._send_frame(encode_frame(PayloadFrame(self.stream_id, complete=True)))
+        self._link.send_complete(self.stream_id)
         if self._inbound_done:
             self._finish(None)
         await anyio.lowlevel.checkpoint()

@@ -1,8 +1,9 @@
 """Responder side: the per-request state the reader feeds, and the tasks that run user handlers.
 
-Each inbound request gets a state object (registered under its stream id, fed synchronously by the
-reader) and one task in the connection's task group that runs the user's handler. Stream and channel
-handlers are async generators advanced only while the requester has credit.
+Each inbound request gets a state object (a :class:`~.link.StreamOwner` the connection feeds
+synchronously) and a job on the connection's worker pool that runs the user's handler. Stream and
+channel handlers are async generators advanced only while the requester has credit. Everything goes
+to the wire through the connection's :class:`~.link.StreamLink` methods.
 """
 
 from __future__ import annotations
@@ -12,44 +13,28 @@ import logging
 import math
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
-from .errors import (
-    CONNECTION_ERROR_CODES,
-    ConnectionClosedError,
-    ErrorCode,
-    InvalidError,
-    RSocketError,
-)
-from .frames import (
-    FLAG_COMPLETE,
-    FLAG_NEXT,
-    MAX_REQUEST_N,
-    CancelFrame,
-    ErrorFrame,
-    PayloadFrame,
-    RequestNFrame,
-    encode_frame,
-)
+from .errors import CONNECTION_ERROR_CODES, ErrorCode, RSocketError
+from .frames import FLAG_COMPLETE, FLAG_NEXT
 from .handler import RequestHandler
-from .options import WRITE_HIGH_WATER
+from .link import StreamLink
 from .payload import Payload
-
-if TYPE_CHECKING:
-    from .connection import RSocket
+from .settings import WRITE_HIGH_WATER
 
 logger = logging.getLogger("anyio_rsocket")
 #: Every failure of a user's handler is logged here once, with its traceback.
 handler_logger = logging.getLogger("anyio_rsocket.handler")
 
-#: Credit a channel responder grants the requester, topped up as the handler consumes.
+#: Credit a channel responder grants the requester at once (the core sends it, IX5), topped up as
+#: the handler consumes.
 RESPONDER_CHANNEL_WINDOW = 256
 
 
-def error_frame_for(stream_id: int, exc: BaseException, expose: bool = False) -> bytes:
-    """The ERROR frame that reports ``exc`` from a responder.
+def error_for(exc: BaseException, expose: bool = False) -> tuple[int, str]:
+    """The code and message of the ERROR that reports ``exc`` from a responder.
 
     An ``RSocketError`` keeps its code and message. Anything else becomes APPLICATION_ERROR whose
     message is the exception's type name, or its text too when ``expose`` is true (exception text
@@ -62,7 +47,7 @@ def error_frame_for(stream_id: int, exc: BaseException, expose: bool = False) ->
         name = type(exc).__name__
         text = str(exc) if expose else ""
         message = f"{name}: {text}" if text else name
-    return encode_frame(ErrorFrame(stream_id, code, message.encode("utf-8", "replace")))
+    return code, message
 
 
 def is_handler_failure(exc: BaseException) -> bool:
@@ -91,65 +76,55 @@ def log_handler_failure(kind: str, stream_id: int, exc: BaseException) -> None:
 class ResponderTask:
     """A request-response being answered: cancelling it cancels the handler's task."""
 
-    __slots__ = ("connection", "live", "scope", "stream_id")
+    __slots__ = ("link", "live", "scope", "stream_id")
 
-    def __init__(self, connection: RSocket, stream_id: int) -> None:
-        self.connection = connection
+    def __init__(self, link: StreamLink, stream_id: int) -> None:
+        self.link = link
         self.stream_id = stream_id
         self.scope = anyio.CancelScope()
-        self.live = True
+        self.live = True  # we may still send our answer (or items)
 
-    def _on_payload(self, data: bytes, metadata: bytes | None, flags: int) -> None:
+    def on_payload(self, data: bytes, metadata: bytes | None, flags: int) -> None:
         pass
 
-    def _on_error(self, frame: ErrorFrame) -> None:
-        self._on_cancel(None)
+    def on_error(self, error: BaseException) -> None:
+        self.on_cancel()
 
-    def _on_request_n(self, frame: RequestNFrame) -> None:
+    def on_request_n(self, n: int) -> None:
         pass  # RN7
 
-    def _on_cancel(self, frame: CancelFrame | None) -> None:
+    def on_cancel(self) -> None:
         if self.live:
             self.live = False
-            self.connection._release(self.stream_id, self)
             self.scope.cancel()
 
-    def _on_connection_closed(self, error: ConnectionClosedError) -> None:
+    def on_connection_closed(self, error: BaseException) -> None:
         self.live = False
         self.scope.cancel()
 
     def end(self) -> None:
         """Our terminal frame went out: the interaction is over."""
         self.live = False
-        self.connection._release(self.stream_id, self)
 
 
 class ResponderStream(ResponderTask):
-    """A request-stream being answered: tracks the requester's credit (RN1-RN4)."""
+    """A request-stream being answered: waits for the requester's credit (the core counts it)."""
 
-    __slots__ = ("_credit_event", "credit", "unbounded")
+    __slots__ = ("_credit_event",)
 
-    def __init__(self, connection: RSocket, stream_id: int, initial_n: int) -> None:
-        super().__init__(connection, stream_id)
-        # RN6 (our rule): a zero initial request-n grants nothing; the requester must send REQUEST_N.
-        self.credit = initial_n
-        self.unbounded = initial_n >= MAX_REQUEST_N
+    def __init__(self, link: StreamLink, stream_id: int) -> None:
+        super().__init__(link, stream_id)
         self._credit_event: anyio.Event | None = None
 
-    def _on_request_n(self, frame: RequestNFrame) -> None:
-        if frame.request_n <= 0 or self.unbounded:
-            return  # RN6: zero is ignored; RN4: nothing to add to unbounded credit
-        credit = self.credit + frame.request_n
-        if credit >= MAX_REQUEST_N:
-            self.unbounded = True
-        self.credit = min(credit, MAX_REQUEST_N)
+    def on_request_n(self, n: int) -> None:
         event = self._credit_event
         if event is not None:
             self._credit_event = None
             event.set()
 
     async def wait_for_credit(self) -> None:
-        while self.credit <= 0 and not self.unbounded:
+        link, stream_id = self.link, self.stream_id
+        while link.send_credit(stream_id) <= 0:
             event = self._credit_event
             if event is None:
                 event = self._credit_event = anyio.Event()
@@ -163,35 +138,19 @@ class ResponderStream(ResponderTask):
 class ResponderChannel(ResponderStream):
     """A request-channel being answered: credit for our half, a bounded buffer for theirs."""
 
-    __slots__ = (
-        "_granted",
-        "_inbound_closed",
-        "_inbound_done",
-        "_items",
-        "_outbound_done",
-        "_waiter",
-        "inbound",
-    )
+    __slots__ = ("_inbound_closed", "_inbound_done", "_items", "_waiter", "inbound")
 
-    def __init__(self, connection: RSocket, stream_id: int, initial_n: int, requester_complete: bool) -> None:
-        super().__init__(connection, stream_id, initial_n)
-        # Bounded by the credit we grant; the reader appends without ever blocking.
+    def __init__(self, link: StreamLink, stream_id: int, requester_complete: bool) -> None:
+        super().__init__(link, stream_id)
+        # Bounded by the credit we grant (the core sent the first RESPONDER_CHANNEL_WINDOW, IX5, and
+        # refuses items beyond it, RN6); the reader appends without ever blocking.
         self._items: deque[Payload] = deque()
         self._waiter: anyio.Event | None = None
         self._inbound_closed = False  # no more items will arrive
         self._inbound_done = requester_complete
-        self._outbound_done = False
-        self._granted = 0  # credit we gave the requester and it has not used yet
         self.inbound = self._iterate_inbound()
         if requester_complete:
             self._close_inbound()
-        else:
-            # IX5: the responder MUST answer REQUEST_CHANNEL with a REQUEST_N.
-            self._grant(RESPONDER_CHANNEL_WINDOW)
-
-    def _grant(self, n: int) -> None:
-        self._granted += n
-        self.connection._send_if_open(encode_frame(RequestNFrame(self.stream_id, n)))
 
     def _close_inbound(self) -> None:
         self._inbound_closed = True
@@ -215,18 +174,13 @@ class ResponderChannel(ResponderStream):
             yield items.popleft()
             consumed += 1
             if consumed >= refill and not self._inbound_done and self.live:
-                self._grant(consumed)
+                self.link.request_n(self.stream_id, consumed)
                 consumed = 0
 
-    def _on_payload(self, data: bytes, metadata: bytes | None, flags: int) -> None:
+    def on_payload(self, data: bytes, metadata: bytes | None, flags: int) -> None:
         if self._inbound_done:
             return
         if flags & FLAG_NEXT:
-            if self._granted <= 0:
-                # RN6 (our rule): more elements than we granted is a stream error.
-                self._fail(InvalidError("requester sent more channel elements than granted"))
-                return
-            self._granted -= 1
             self._items.append(Payload(data, metadata))
             waiter = self._waiter
             if waiter is not None:
@@ -235,49 +189,38 @@ class ResponderChannel(ResponderStream):
         if flags & FLAG_COMPLETE:
             self._inbound_done = True
             self._close_inbound()
-            if self._outbound_done:
-                self.end()
 
-    def _fail(self, error: RSocketError) -> None:
-        if self.live:
-            self.live = False
-            self.connection._send_if_open(error_frame_for(self.stream_id, error))
-            self.connection._release(self.stream_id, self)
-            self._close_inbound()
-            self.scope.cancel()
-
-    def _on_error(self, frame: ErrorFrame) -> None:
+    def on_error(self, error: BaseException) -> None:
         self._close_inbound()
-        self._on_cancel(None)
+        self.on_cancel()
 
-    def _on_cancel(self, frame: CancelFrame | None) -> None:
+    def on_cancel(self) -> None:
         self._close_inbound()
-        super()._on_cancel(frame)
+        super().on_cancel()
 
     def outbound_complete(self) -> None:
-        self._outbound_done = True
         if not self._inbound_done:
             # [java] our handler is done, so nobody will consume the requester's half: stop it.
             self._inbound_done = True
             self._close_inbound()
-            self.connection._send_if_open(encode_frame(CancelFrame(self.stream_id)))
+            self.link.cancel(self.stream_id)
         self.end()
 
-    def _on_connection_closed(self, error: ConnectionClosedError) -> None:
+    def on_connection_closed(self, error: BaseException) -> None:
         self._close_inbound()
-        super()._on_connection_closed(error)
+        super().on_connection_closed(error)
 
 
-def _fail_stream(connection: RSocket, state: ResponderTask, kind: str, exc: BaseException) -> None:
+def _fail_stream(link: StreamLink, state: ResponderTask, kind: str, exc: BaseException) -> None:
     """A handler failed: log it and, if the requester still listens, send ERROR on its stream."""
     log_handler_failure(kind, state.stream_id, exc)
     if state.live:
         state.end()
-        connection._send_if_open(error_frame_for(state.stream_id, exc, connection._options.expose_errors))
+        link.send_error(state.stream_id, *error_for(exc, link.expose_errors))
 
 
 async def run_request_response(
-    connection: RSocket, handler: RequestHandler, state: ResponderTask, payload: Payload
+    link: StreamLink, handler: RequestHandler, state: ResponderTask, payload: Payload
 ) -> None:
     with state.scope:
         try:
@@ -285,22 +228,19 @@ async def run_request_response(
             if result is not None and not isinstance(result, Payload):
                 raise TypeError(f"request_response handler returned {type(result).__name__}, not a Payload")
             if state.live:
-                if connection._outbox_size > WRITE_HIGH_WATER:
-                    await connection._wait_writable()
-                if state.live and not connection.is_closed:
+                if link.write_backlog > WRITE_HIGH_WATER:
+                    await link.wait_writable()
+                if state.live and not link.is_closed:
                     # Encoding may fail (oversized payload, wrong types): that fails this request only.
                     if result is None:
-                        connection._send_payload(state.stream_id, b"", None, FLAG_COMPLETE)
+                        link.send_complete(state.stream_id)
                     else:
-                        connection._send_payload(
-                            state.stream_id, result.data, result.metadata, FLAG_COMPLETE | FLAG_NEXT
-                        )
+                        link.send_payload(state.stream_id, result, complete=True)
                     state.end()
         except BaseException as exc:
             if not is_handler_failure(exc):
                 raise
-            _fail_stream(connection, state, "request-response", exc)
-    connection._release(state.stream_id, state)
+            _fail_stream(link, state, "request-response", exc)
 
 
 async def run_fire_and_forget(handler: RequestHandler, payload: Payload) -> None:
@@ -322,7 +262,7 @@ async def run_metadata_push(handler: RequestHandler, metadata: bytes) -> None:
 
 
 async def run_stream(
-    connection: RSocket,
+    link: StreamLink,
     handler: RequestHandler,
     state: ResponderStream,
     payload: Payload,
@@ -346,7 +286,8 @@ async def run_stream(
             if inspect.isawaitable(generator):
                 generator = await generator
             next_item = generator.__anext__
-            send_payload = connection._send_payload
+            send_next = link.send_next
+            wait_writable = link.wait_writable
             while True:
                 try:
                     item = await next_item()
@@ -354,19 +295,17 @@ async def run_stream(
                     break
                 if not state.live:
                     break
-                if state.credit <= 0:
+                if not send_next(stream_id, item):  # no credit: hold the item until some arrives
                     await state.wait_for_credit()
-                if not state.unbounded:
-                    state.credit -= 1
-                send_payload(stream_id, item.data, item.metadata, FLAG_NEXT)
-                await connection._wait_writable()
+                    send_next(stream_id, item)
+                await wait_writable()
             if state.live:
-                connection._send_if_open(encode_frame(PayloadFrame(stream_id, complete=True)))
+                link.send_complete(stream_id)
                 state.outbound_complete()
         except BaseException as exc:
             if not is_handler_failure(exc):
                 raise
-            _fail_stream(connection, state, kind, exc)
+            _fail_stream(link, state, kind, exc)
         finally:
             aclose = getattr(generator, "aclose", None)
             if aclose is not None:
@@ -375,5 +314,3 @@ async def run_stream(
                         await aclose()
                     except Exception as exc:
                         log_handler_failure(kind, stream_id, exc)
-    if not state.live:
-        connection._release(stream_id, state)

@@ -14,8 +14,8 @@ bare routing metadata when it is ``message/x.rsocket.routing.v0``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, overload
+from collections.abc import AsyncIterable, Iterable
+from typing import Any, Protocol, TypedDict, TypeVar, overload
 
 from .codecs import Codec, CodecRegistry, default_codecs
 from .extensions import (
@@ -35,16 +35,41 @@ from .extensions import (
 )
 from .payload import Payload
 from .requester import DEFAULT_INITIAL_N, RequestChannel, RequestStream
+from .setup_info import SetupInfo
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
 else:  # pragma: no cover - Python 3.10
     from typing_extensions import Unpack
 
-if TYPE_CHECKING:
-    from .connection import RSocket
-
 T = TypeVar("T")
+
+
+class Requester(Protocol):
+    """What a routed requester needs of a connection (:class:`~anyio_rsocket.RSocket` is one)."""
+
+    @property
+    def setup(self) -> SetupInfo: ...
+
+    async def request_response(self, payload: Payload) -> Payload: ...
+
+    async def fire_and_forget(self, payload: Payload) -> None: ...
+
+    async def metadata_push(self, metadata: bytes) -> None: ...
+
+    def request_stream(
+        self, payload: Payload, *, initial_n: int = ..., auto_request: bool = ...
+    ) -> RequestStream: ...
+
+    def request_channel(
+        self,
+        payload: Payload,
+        *,
+        initial_n: int = ...,
+        auto_request: bool = ...,
+        complete: bool = ...,
+        outbound: AsyncIterable[Payload] | None = ...,
+    ) -> RequestChannel: ...
 
 
 class RouteOptions(TypedDict, total=False):
@@ -70,7 +95,7 @@ class RoutedRequester:
 
     def __init__(
         self,
-        rsocket: RSocket,
+        rsocket: Requester,
         route_tag: str,
         *more_tags: str,
         codec: Codec | None = None,
@@ -212,7 +237,7 @@ class RoutedRequester:
 
 
 def route_requester(
-    rsocket: RSocket, route: str, *more_tags: str, **options: Unpack[RouteOptions]
+    rsocket: Requester, route: str, *more_tags: str, **options: Unpack[RouteOptions]
 ) -> RoutedRequester:
     """Bind ``route`` on ``rsocket``: ``route_requester(rs, "user.get").request_response(data)``.
 
@@ -221,4 +246,4 @@ def route_requester(
     return RoutedRequester(rsocket, route, *more_tags, **options)
 
 
-__all__ = ["RouteOptions", "RoutedRequester", "route_requester"]
+__all__ = ["RouteOptions", "RoutedRequester", "Requester", "route_requester"]

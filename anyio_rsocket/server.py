@@ -11,18 +11,13 @@ import anyio
 from anyio.abc import ByteStream, TaskStatus
 
 from ._groups import unwrap_exception_groups
-from .connection import HandlerFactory, RSocket
-from .errors import (
-    ConnectionClosedError,
-    ErrorCode,
-    FrameError,
-    RejectedSetupError,
-    SetupError,
-)
-from .frames import MAX_FRAME_SIZE, ErrorFrame, ResumeFrame, SetupFrame, decode_frame, encode_frame
+from .connection import HandlerFactory, RSocket, protocol_config
+from .errors import ConnectionClosedError, FrameError, RejectedSetupError, SetupError
+from .frames import MAX_FRAME_SIZE, ErrorFrame, encode_frame
 from .handler import RequestHandler
 from .listener import DEFAULT_TLS_HANDSHAKE_TIMEOUT, serve_listener
 from .options import DEFAULT_FRAME_TIMEOUT, PeerOptions, ServerOptions
+from .protocol import Phase, ProtocolConnection, SetupReceived
 from .setup_info import SetupInfo
 from .transports.base import Transport
 from .transports.tcp import ByteStreamTransport
@@ -38,31 +33,25 @@ logger = logging.getLogger("anyio_rsocket.server")
 SETUP_TIMEOUT = 30.0
 
 
-def _validate_setup(frame: object) -> SetupFrame:
-    """Check the first frame of a connection (S1, S2, S7, F2); raise a SetupError if unacceptable."""
-    if isinstance(frame, ResumeFrame):
-        raise SetupError("resumption is not supported by this server", ErrorCode.REJECTED_RESUME)
-    if not isinstance(frame, SetupFrame):
-        raise SetupError(f"the first frame must be SETUP, got {type(frame).__name__}")
-    if frame.stream_id != 0:
-        raise SetupError(f"SETUP must be sent on stream 0, not {frame.stream_id}")
-    if (frame.major_version, frame.minor_version) != (1, 0):
-        raise SetupError(
-            f"unsupported protocol version {frame.major_version}.{frame.minor_version}; "
-            "this server speaks 1.0"
-        )
-    if frame.keepalive_interval <= 0 or frame.max_lifetime <= 0:
-        raise SetupError("keepalive interval and max lifetime must be positive (F2)")
-    if frame.resume_token is not None:
-        raise SetupError("resumption is not supported by this server", ErrorCode.REJECTED_SETUP)
-    return frame
+async def _refuse(transport: Transport, error: SetupError, core: ProtocolConnection | None = None) -> None:
+    """Answer SETUP with ERROR[``error.code``] (through the core once it has seen the SETUP)."""
+    core = core or ProtocolConnection(client=False)
+    if core.phase is Phase.SETUP_RECEIVED:
+        core.reject_setup(error.code, error.message)
+        await _flush(transport, core)
+    else:
+        frame = ErrorFrame(0, error.code, error.message.encode("utf-8", "replace"))
+        await _send_quietly(transport, [encode_frame(frame)])
 
 
-async def _refuse(transport: Transport, error: SetupError) -> None:
-    frame = ErrorFrame(0, error.code, error.message.encode("utf-8", "replace"))
+async def _flush(transport: Transport, core: ProtocolConnection) -> None:
+    await _send_quietly(transport, core.data_to_send())
+
+
+async def _send_quietly(transport: Transport, frames: list[bytes]) -> None:
     try:
         with anyio.move_on_after(2):
-            await transport.send([encode_frame(frame)])
+            await transport.send(frames)
     except ConnectionClosedError:
         pass
 
@@ -111,44 +100,40 @@ async def _serve_connection(
             return
     if not frames:
         return  # no SETUP in time: drop the connection
-    try:
-        setup_frame = _validate_setup(decode_frame(frames[0]))
-    except FrameError as exc:
-        await _refuse(transport, SetupError(f"malformed SETUP: {exc}"))
-        return
-    except SetupError as exc:
-        await _refuse(transport, exc)
+    core = ProtocolConnection(client=False, config=protocol_config(options))
+    events = core.receive_frames(frames[:1], anyio.current_time())
+    if not events or not isinstance(events[0], SetupReceived):
+        await _flush(transport, core)  # the core refused the SETUP (S1, S2, S7, F2)
         return
     async with anyio.create_task_group() as task_group:
         rsocket = RSocket(
             transport,
             task_group,
             is_client=False,
-            setup=SetupInfo.from_frame(setup_frame),
+            setup=SetupInfo.from_frame(events[0].setup),
             options=options,
+            core=core,
         )
         try:
             handler = handler_factory(rsocket)
             if inspect.isawaitable(handler):
                 handler = await handler
         except SetupError as exc:
-            await _refuse(transport, exc)
+            await _refuse(transport, exc, core)
             task_group.cancel_scope.cancel()
             return
         except Exception as exc:
             logger.exception("handler factory failed")
             reason = f"{type(exc).__name__}: {exc}" if options.expose_errors else type(exc).__name__
-            await _refuse(transport, RejectedSetupError(f"server failed to set up ({reason})"))
+            await _refuse(transport, RejectedSetupError(f"server failed to set up ({reason})"), core)
             task_group.cancel_scope.cancel()
             return
         if not isinstance(handler, RequestHandler):
             logger.error("handler factory returned %s, not a RequestHandler", type(handler).__name__)
-            await _refuse(transport, RejectedSetupError("server failed to set up (bad handler)"))
+            await _refuse(transport, RejectedSetupError("server failed to set up (bad handler)"), core)
             task_group.cancel_scope.cancel()
             return
-        rsocket._handler = handler
-        rsocket._mark_established()
-        rsocket._start(frames[1:])
+        rsocket._start(handler, frames[1:])
         try:
             await rsocket.wait_closed()
         finally:

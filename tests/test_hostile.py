@@ -10,6 +10,7 @@ import pytest
 
 from anyio_rsocket import Payload, RequestHandler, connect_tcp, serve_tcp
 from anyio_rsocket import connection as connection_module
+from anyio_rsocket import driver as driver_module
 from anyio_rsocket.errors import ConnectionClosedError, ConnectionErrorReceived, ErrorCode
 from anyio_rsocket.frames import (
     MAX_REQUEST_N,
@@ -137,16 +138,16 @@ async def test_request_n_flood_keeps_memory_flat_RN4() -> None:
 
 async def test_request_n_flood_measure_sees_a_small_leak(monkeypatch: pytest.MonkeyPatch) -> None:
     """The measurement above is sharp enough: a responder keeping 100 bytes per REQUEST_N fails it."""
-    from anyio_rsocket.responder import ResponderStream
+    from anyio_rsocket.protocol.inbound import InboundCore
 
     kept: list[bytes] = []
-    original = ResponderStream._on_request_n
+    original = InboundCore._on_request_n  # the core's handler of every REQUEST_N frame
 
-    def leaky(self: ResponderStream, frame: RequestNFrame) -> None:
+    def leaky(self: InboundCore, frame: RequestNFrame) -> None:
         kept.append(bytes(67))  # a 100-byte object (33 bytes of header) per frame
         original(self, frame)
 
-    monkeypatch.setattr(ResponderStream, "_on_request_n", leaky)
+    monkeypatch.setattr(InboundCore, "_on_request_n", leaky)
     assert await _retained_per_request_n() >= RETAINED_PER_REQUEST_N_LIMIT
     assert len(kept) >= 4000
 
@@ -169,7 +170,7 @@ class _StuckTransport(Transport):
 
 async def test_peer_that_never_reads_cannot_grow_our_queue(monkeypatch: pytest.MonkeyPatch) -> None:
     """A keepalive flood from a peer that never reads our answers: the reader pauses (bounded)."""
-    monkeypatch.setattr(connection_module, "READER_PAUSE_BYTES", 10_000)
+    monkeypatch.setattr(driver_module, "READER_PAUSE_BYTES", 10_000)
     client_transport, server_transport = memory_transport_pair()
     stuck = _StuckTransport(server_transport)
     peer = RawPeer(client_transport)
@@ -188,7 +189,7 @@ async def test_peer_that_never_reads_cannot_grow_our_queue(monkeypatch: pytest.M
             await anyio.wait_all_tasks_blocked()
             (server,) = seen
             # 5,000 echoes of 64 bytes would be 320 kB; the queue stops one batch past the mark.
-            assert server._outbox_size <= 10_000 + 64 * 1
+            assert server.write_backlog <= 10_000 + 64 * 1
             tg.cancel_scope.cancel()
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import CONNECTION_ERROR_CODES, ErrorCode
+from ..errors import CONNECTION_ERROR_CODES, ErrorCode, FrameTooLargeError
 from ..fragmentation import FragmentableFrame
 from ..frames import (
     FLAG_COMPLETE,
@@ -33,19 +33,24 @@ from ..frames import (
     RequestStreamFrame,
     SetupFrame,
     encode_frame,
+    encode_payload,
+    encode_simple_request,
 )
 from ..lease import Lease
 from ..payload import Payload
 from .config import ProtocolConfig
 from .core import Phase
-from .credit import Credit
-from .errors import LeaseRefusedError, LocalProtocolError
+from .errors import LeaseRefusedError, LocalProtocolError, PayloadTooLargeError
 from .events import Event, TerminationCause
 from .inbound import InboundCore
 from .keepalive import keepalive_plan
 from .setup import SETUP_PROBE, default_setup
 from .streams import InteractionKind, PayloadSink, Stream, StreamInput, StreamState
 
+_RR = InteractionKind.REQUEST_RESPONSE
+_NC = FLAG_NEXT | FLAG_COMPLETE
+_REQUEST_RESPONSE_WORD = 0x1000
+_REQUEST_FNF_WORD = 0x1400
 _SEND_PAYLOAD_INPUTS = {False: StreamInput.SEND_NEXT, True: StreamInput.SEND_NEXT_COMPLETE}
 
 
@@ -146,14 +151,33 @@ class ProtocolConnection(InboundCore):
             self._queue_frame(lease)
         return self._take_events()
 
+    # --- leasing (requester side) -------------------------------------------------------------
+
+    def lease_allows_request(self, now: float) -> bool:
+        """Whether a request may go out at ``now`` (always true unless leasing was negotiated)."""
+        lease = self._lease
+        return not lease.enabled or lease.received.available(now)
+
+    @property
+    def lease_expires_at(self) -> float:
+        """When the peer's current lease to us expires (0 before any LEASE arrived)."""
+        return self._lease.received.expires_at
+
     # --- requests ------------------------------------------------------------------------------
 
-    def request_response(self, payload: Payload, *, now: float | None = None) -> int:
-        """Send REQUEST_RESPONSE; return its stream id."""
+    def request_response(
+        self, payload: Payload, *, now: float | None = None, sink: PayloadSink | None = None
+    ) -> int:
+        """Send REQUEST_RESPONSE; return its stream id.
+
+        ``sink`` (here and on the other requests) is set at once, as :meth:`set_payload_sink` would.
+        """
         return self._open(
             InteractionKind.REQUEST_RESPONSE,
             lambda stream_id: RequestResponseFrame(stream_id, payload.data, payload.metadata),
             now,
+            simple=(_REQUEST_RESPONSE_WORD, payload),
+            sink=sink,
         )
 
     def fire_and_forget(self, payload: Payload, *, now: float | None = None) -> int:
@@ -162,9 +186,12 @@ class ProtocolConnection(InboundCore):
             InteractionKind.FIRE_AND_FORGET,
             lambda stream_id: RequestFireAndForgetFrame(stream_id, payload.data, payload.metadata),
             now,
+            simple=(_REQUEST_FNF_WORD, payload),
         )
 
-    def request_stream(self, payload: Payload, initial_n: int, *, now: float | None = None) -> int:
+    def request_stream(
+        self, payload: Payload, initial_n: int, *, now: float | None = None, sink: PayloadSink | None = None
+    ) -> int:
         """Send REQUEST_STREAM granting ``initial_n`` items (2^31-1 or more: unbounded, RN4)."""
         n = _check_n("initial_n", initial_n)
         return self._open(
@@ -172,10 +199,17 @@ class ProtocolConnection(InboundCore):
             lambda stream_id: RequestStreamFrame(stream_id, n, payload.data, payload.metadata),
             now,
             n,
+            sink=sink,
         )
 
     def request_channel(
-        self, payload: Payload, initial_n: int, complete: bool = False, *, now: float | None = None
+        self,
+        payload: Payload,
+        initial_n: int,
+        complete: bool = False,
+        *,
+        now: float | None = None,
+        sink: PayloadSink | None = None,
     ) -> int:
         """Send REQUEST_CHANNEL carrying our first element; ``complete`` also ends our half (IX5).
 
@@ -190,6 +224,7 @@ class ProtocolConnection(InboundCore):
             now,
             n,
             StreamInput.SEND_REQUEST_COMPLETE if complete else StreamInput.SEND_REQUEST,
+            sink=sink,
         )
 
     def _open(
@@ -199,28 +234,50 @@ class ProtocolConnection(InboundCore):
         now: float | None,
         initial_n: int = 0,
         event: StreamInput = StreamInput.SEND_REQUEST,
+        simple: tuple[int, Payload] | None = None,
+        sink: PayloadSink | None = None,
     ) -> int:
-        """Check, allocate an id, encode and queue a request; register its stream (not for FNF)."""
-        self._check_can_request()
+        """Check, allocate an id, encode and queue a request; register its stream (not for FNF).
+
+        ``simple`` (type word and payload of REQUEST_RESPONSE or REQUEST_FNF) lets a request that
+        needs no fragmentation be encoded without building a frame object.
+        """
+        if self._phase is not Phase.OPEN or self._draining:
+            self._check_can_request()
         now = self._now if now is None else now
         lease = self._lease
         if lease.enabled and not lease.received.available(now):
             if not lease.received.received:
                 raise LeaseRefusedError("no LEASE received from the peer yet (S6)")
             raise LeaseRefusedError("the peer's lease allows no more requests now (L2)")
-        stream_id, following = self._ids.candidate(self._streams, len(self._streams))
-        frames = self._encode_item(make_frame(stream_id))  # an oversized request registers nothing
+        streams = self._streams
+        stream_id, following = self._ids.candidate(streams, len(streams))
+        # An oversized request registers nothing and uses no id.
+        frames = self._encode_simple(stream_id, *simple) if simple is not None else None
+        if frames is None:
+            frames = self._encode_item(make_frame(stream_id))
         self._ids.advance(following)
         if lease.enabled:
             lease.received.try_spend(now)  # every request type counts once (L2, FG5)
         if kind is not InteractionKind.FIRE_AND_FORGET:  # (IDLE, SEND_REQUEST) -> CLOSED for FNF
-            stream = Stream(stream_id, kind, local=True)
-            stream.state = stream.table[(StreamState.IDLE, event)]
-            stream.recv_credit = Credit(initial_n)
-            self._register(stream)
+            stream = streams[stream_id] = Stream(stream_id, kind, True, event, 0, initial_n)
+            stream.sink = sink
         for encoded in frames:
             self._queue(encoded)
         return stream_id
+
+    def _encode_simple(self, stream_id: int, type_word: int, payload: Payload) -> list[bytes] | None:
+        """REQUEST_RESPONSE or REQUEST_FNF in one frame; None when it must be fragmented."""
+        data, metadata = payload.data, payload.metadata
+        size = self.config.fragment_size
+        if size is not None and len(data) + (len(metadata) + 3 if metadata is not None else 0) + 6 > size:
+            return None
+        try:
+            return [encode_simple_request(type_word, stream_id, data, metadata)]
+        except FrameTooLargeError as exc:
+            raise PayloadTooLargeError(str(exc)) from exc
+        except TypeError as exc:
+            raise LocalProtocolError(f"cannot encode the request: {exc}") from exc
 
     # --- stream intents ------------------------------------------------------------------------
 
@@ -229,15 +286,71 @@ class ProtocolConnection(InboundCore):
 
         A request-response answer always carries C (IX2). Raises LocalProtocolError without credit.
         """
-        stream = self._live_stream(stream_id)
-        if stream.kind is InteractionKind.REQUEST_RESPONSE:
+        if complete:
+            stream = self._streams.get(stream_id)
+            if stream is not None and stream.kind is _RR and stream.state is StreamState.HALF_CLOSED_REMOTE:
+                self._answer(stream, payload)  # the hot path of request-response
+            else:
+                self._send_payload_checked(stream_id, payload, True)
+        elif not self.send_next(stream_id, payload):
+            self._send_payload_checked(stream_id, payload, False)
+
+    def _answer(self, stream: Stream, payload: Payload) -> None:
+        """A responder's request-response answer (PAYLOAD N|C): its one credit, then CLOSED."""
+        frames = self._encode_payload(stream.stream_id, payload.data, payload.metadata, _NC)
+        stream.send_credit.value = 0
+        for encoded in frames:
+            self._queue(encoded)
+        self._release(stream)
+
+    def send_next(self, stream_id: int, payload: Payload) -> bool:
+        """Send one item (PAYLOAD N) if the peer's credit allows it now; False (nothing sent) if not.
+
+        The hot path of streams and channels: one call both checks credit and sends. Any other
+        reason not to send (no such stream, wrong state, an item that cannot be encoded) raises
+        LocalProtocolError as :meth:`send_payload` does.
+        """
+        stream = self._streams.get(stream_id)
+        if stream is not None and stream.kind is not _RR:
+            credit = stream.send_credit
+            value = credit.value
+            # SEND_NEXT never changes a stream's state, so one table lookup checks it.
+            if (stream.state, StreamInput.SEND_NEXT) in stream.table:
+                if value <= 0:
+                    return False
+                data, metadata = payload.data, payload.metadata
+                size = self.config.fragment_size
+                if size is None or len(data) + (len(metadata) + 3 if metadata is not None else 0) + 6 <= size:
+                    try:
+                        encoded = encode_payload(stream_id, data, metadata, FLAG_NEXT)
+                    except FrameTooLargeError as exc:
+                        raise PayloadTooLargeError(str(exc)) from exc
+                    except TypeError as exc:
+                        raise LocalProtocolError(f"cannot encode the payload: {exc}") from exc
+                    if value < MAX_REQUEST_N:
+                        credit.value = value - 1
+                    self._outbox.append(encoded)
+                    self._outbox_size += len(encoded)
+                    return True
+        self._send_payload_checked(stream_id, payload, False)
+        return True
+
+    def _send_payload_checked(self, stream_id: int, payload: Payload, complete: bool) -> None:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            stream = self._live_stream(stream_id)  # raises: not open, or the connection ended
+        if stream.kind is _RR:
             complete = True
-        target = self._require(stream, _SEND_PAYLOAD_INPUTS[complete])
-        if not stream.send_credit.available:
+        event = _SEND_PAYLOAD_INPUTS[complete]
+        target = stream.table.get((stream.state, event))
+        if target is None:
+            target = self._require(stream, event)  # raises
+        credit = stream.send_credit
+        if credit.value <= 0:
             raise LocalProtocolError(f"no credit to send on stream {stream_id}: wait for REQUEST_N (RN2)")
         flags = FLAG_NEXT | (FLAG_COMPLETE if complete else 0)
         frames = self._encode_payload(stream_id, payload.data, payload.metadata, flags)
-        stream.send_credit.consume()
+        credit.consume()
         for encoded in frames:
             self._queue(encoded)
         self._set_state(stream, target)

@@ -218,7 +218,8 @@ class CoreBase:
         del self._streams[stream_id]
         if not stream.local:
             self._inbound_live -= 1
-        self._reassembly.discard(stream_id)
+        if self._reassembly.partials:
+            self._reassembly.discard(stream_id)
         stream.state = StreamState.CLOSED
         stream.sink = None
         self._events.append(StreamEnded(stream_id))

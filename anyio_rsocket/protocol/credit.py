@@ -18,8 +18,8 @@ class Credit:
     __slots__ = ("value",)
 
     def __init__(self, initial: int = 0) -> None:
-        self.value = 0
-        self.grant(initial)
+        # As grant(initial) on zero credit, without the call (one Credit per stream direction).
+        self.value = (initial if initial < MAX_REQUEST_N else MAX_REQUEST_N) if initial > 0 else 0
 
     @property
     def unbounded(self) -> bool:

@@ -38,7 +38,6 @@ from ..framing import FrameBuffer
 from ..payload import Payload
 from .config import ProtocolConfig
 from .core import CoreBase, Phase
-from .credit import Credit
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import (
     CancelReceived,
@@ -188,8 +187,22 @@ class InboundCore(CoreBase):
                         if stream_id not in partials:
                             metadata, data = split_metadata(raw, 6, word, "PAYLOAD")
                             stream = streams.get(stream_id)
-                            if stream is not None:  # U2: unknown or finished streams are dropped
-                                self._deliver(stream, data, metadata, word & _NC)
+                            if stream is None:
+                                continue  # U2: unknown or finished streams are dropped
+                            flags = word & _NC
+                            sink = stream.sink
+                            if flags == FLAG_NEXT and sink is not None and stream.kind is not _RR:
+                                # An item that leaves the state as it is (N only, RN2): spend one
+                                # credit and hand it to the sink; anything else takes _deliver.
+                                credit = stream.recv_credit
+                                value = credit.value
+                                state = stream.state
+                                if value > 0 and stream.payload_moves[state][1] is state:
+                                    if value < MAX_31:
+                                        credit.value = value - 1
+                                    sink(data, metadata, flags)
+                                    continue
+                            self._deliver(stream, data, metadata, flags)
                             continue
                 frame = decode_frame(raw)
                 if partials or getattr(frame, "follows", False):
@@ -337,7 +350,14 @@ class InboundCore(CoreBase):
             raise RemoteProtocolError(f"request on stream {stream_id}, which the peer may not open")
         if stream_id in self._streams:
             return False  # ID5: a duplicate request leaves the live stream untouched
-        self._mark_established()
+        if not self._established:
+            self._mark_established()
+        if (
+            not self._draining
+            and not self._lease.enabled
+            and (not answerable or self._inbound_live < self.config.max_concurrent_requests)
+        ):
+            return True  # the common case, without the checks below
         reason = None
         if self._draining:
             reason = "connection is closing"
@@ -355,16 +375,17 @@ class InboundCore(CoreBase):
     def _open_inbound(
         self, stream_id: int, kind: InteractionKind, event: StreamInput, send_credit: int
     ) -> Stream:
-        stream = Stream(stream_id, kind, local=False)
-        stream.state = stream.table[(StreamState.IDLE, event)]
-        stream.send_credit = Credit(send_credit)
-        self._register(stream)
+        stream = Stream(stream_id, kind, False, event, send_credit)
+        self._streams[stream_id] = stream
+        self._inbound_live += 1
         return stream
 
     def _on_request_response(self, frame: RequestResponseFrame) -> None:
-        if self._accept_request(frame.stream_id, _RR):
-            self._open_inbound(frame.stream_id, _RR, StreamInput.RECV_REQUEST, 1)
-            self._events.append(RequestReceived(_RR, frame.stream_id, Payload(frame.data, frame.metadata)))
+        stream_id = frame.stream_id
+        if self._accept_request(stream_id, _RR):
+            self._streams[stream_id] = Stream(stream_id, _RR, False, StreamInput.RECV_REQUEST, 1)
+            self._inbound_live += 1
+            self._events.append(RequestReceived(_RR, stream_id, Payload(frame.data, frame.metadata)))
 
     def _on_fire_and_forget(self, frame: RequestFireAndForgetFrame) -> None:
         kind = InteractionKind.FIRE_AND_FORGET

@@ -35,6 +35,8 @@ class InteractionKind(Enum):
     REQUEST_STREAM = "request-stream"
     REQUEST_CHANNEL = "request-channel"
 
+    __hash__ = object.__hash__  # members are singletons: identity hashing is exact and cheaper
+
 
 class StreamState(Enum):
     """Which halves of a stream are still open."""
@@ -225,15 +227,24 @@ class Stream:
         "table",
     )
 
-    def __init__(self, stream_id: int, kind: InteractionKind, local: bool) -> None:
+    def __init__(
+        self,
+        stream_id: int,
+        kind: InteractionKind,
+        local: bool,
+        opened_by: StreamInput | None = None,
+        send_credit: int = 0,
+        recv_credit: int = 0,
+    ) -> None:
+        """A stream in IDLE, or already moved by ``opened_by`` (the request sent or received)."""
         self.stream_id = stream_id
         self.kind = kind
         self.local = local  # we are the requester
-        self.table = TRANSITIONS[kind]
+        table = self.table = TRANSITIONS[kind]
         self.payload_moves = PAYLOAD_MOVES[kind]
-        self.state = StreamState.IDLE
-        self.send_credit = Credit()
-        self.recv_credit = Credit()
+        self.state = StreamState.IDLE if opened_by is None else table[(StreamState.IDLE, opened_by)]
+        self.send_credit = Credit(send_credit)
+        self.recv_credit = Credit(recv_credit)
         self.sink: PayloadSink | None = None
 
     def next_state(self, event: StreamInput) -> StreamState | None:
