@@ -11,6 +11,7 @@ from .errors import (
     CanceledError,
     ConnectionClosedError,
     ConnectionErrorReceived,
+    ConnectionLostError,
     ConnectTimeoutError,
     ErrorCode,
     FrameError,
@@ -18,6 +19,7 @@ from .errors import (
     InvalidError,
     InvalidSetupError,
     MalformedFrameError,
+    PeerClosedError,
     ProtocolError,
     RejectedError,
     RejectedResumeError,
@@ -28,6 +30,15 @@ from .errors import (
 )
 from .handler import RequestHandler
 from .payload import Payload
+from .protocol.errors import (
+    InvalidArgumentError,
+    InvalidStateError,
+    LeaseRefusedError,
+    LocalProtocolError,
+    PayloadTooLargeError,
+    RemoteProtocolError,
+    StreamIdsExhaustedError,
+)
 from .requester import DEFAULT_INITIAL_N, RequestChannel, RequestStream
 from .router import Router
 from .server import serve_connection, serve_stream, serve_tcp
@@ -45,16 +56,24 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectTimeoutError",
     "ConnectionErrorReceived",
+    "ConnectionLostError",
     "ErrorCode",
     "FrameError",
     "FrameTooLargeError",
+    "InvalidArgumentError",
     "InvalidError",
     "InvalidSetupError",
+    "InvalidStateError",
+    "LeaseRefusedError",
+    "LocalProtocolError",
     "MalformedFrameError",
     "Payload",
+    "PayloadTooLargeError",
+    "PeerClosedError",
     "ProtocolError",
     "RSocket",
     "RSocketError",
+    "RemoteProtocolError",
     "RejectedError",
     "RejectedResumeError",
     "RejectedSetupError",
@@ -64,6 +83,7 @@ __all__ = [
     "Router",
     "SetupError",
     "SetupInfo",
+    "StreamIdsExhaustedError",
     "UnsupportedSetupError",
     "__version__",
     "connect",

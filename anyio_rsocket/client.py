@@ -26,6 +26,7 @@ from .options import (
     split_connect_options,
 )
 from .payload import Payload
+from .protocol.errors import InvalidArgumentError
 from .setup_info import SetupInfo
 from .transports.base import Transport
 from .transports.sockets import connect_socket_stream, connect_timeout_error
@@ -71,7 +72,7 @@ async def open_client(
     :class:`~anyio_rsocket.options.ClientOptions` for the options.
     """
     if keepalive_interval <= 0 or max_lifetime <= 0:
-        raise ValueError("keepalive_interval and max_lifetime must be positive")
+        raise InvalidArgumentError("keepalive_interval and max_lifetime must be positive")
     options = PeerOptions(
         fragment_size=fragment_size,
         max_reassembled_size=max_reassembled_size,

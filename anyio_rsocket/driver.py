@@ -28,10 +28,12 @@ from anyio.abc import TaskGroup
 
 from .errors import (
     ConnectionClosedError,
+    ConnectionLostError,
     ErrorCode,
     FrameError,
+    PeerClosedError,
     ProtocolError,
-    RejectedError,
+    RSocketError,
     error_from_code,
 )
 from .frames import FLAG_COMPLETE, FLAG_NEXT, MAX_REQUEST_N
@@ -48,17 +50,16 @@ from .protocol import (
     Event,
     InteractionKind,
     LeaseReceived,
-    LeaseRefusedError,
     LocalProtocolError,
     MetadataPushReceived,
     PayloadReceived,
     ProtocolConfig,
     ProtocolConnection,
+    RemoteProtocolError,
     RequestNReceived,
     RequestReceived,
     StreamEnded,
     StreamFailed,
-    StreamIdsExhaustedError,
     TerminationCause,
 )
 from .responder import (
@@ -121,23 +122,31 @@ def local_error(exc: LocalProtocolError, closed: ConnectionClosedError | None) -
     if isinstance(exc, ConnectionEndedError):
         return copy.copy(closed) if closed is not None else ConnectionClosedError(str(exc))
     if isinstance(exc, ConnectionClosingError):
-        return ConnectionClosedError("the peer is closing the connection (CONNECTION_CLOSE)")
-    if isinstance(exc, LeaseRefusedError):
-        return RejectedError(str(exc))
-    if isinstance(exc, StreamIdsExhaustedError):
-        # Nothing was sent, so like a refused lease this is RejectedError: retry later or elsewhere.
-        return RejectedError("every stream id is in use on this connection; wait for one to end")
+        return PeerClosedError("the peer is closing the connection (CONNECTION_CLOSE)")
+    if isinstance(exc, RSocketError):
+        # A refused lease, every stream id in use (both RejectedError: nothing was sent, retry
+        # later or elsewhere), an item too large (FrameTooLargeError): raised as they are.
+        return exc
     cause = exc.__cause__
     if isinstance(cause, (FrameError, TypeError, ValueError)):
         return cause  # an item that cannot be encoded: the encoder's own error
     return exc
 
 
+def lost(error: ConnectionClosedError) -> ConnectionClosedError:
+    """A transport's plain ConnectionClosedError means the transport went away: ConnectionLostError."""
+    if type(error) is not ConnectionClosedError:
+        return error
+    wrapped = ConnectionLostError(error.message)
+    wrapped.__cause__ = error.__cause__ or error
+    return wrapped
+
+
 def termination_error(event: ConnectionTerminated) -> ConnectionClosedError:
     """What every pending call raises once the core ended the connection."""
     code, message = event.error_code, event.message
     if event.cause is TerminationCause.PEER_VIOLATION:
-        return ProtocolError(f"protocol error: {message}")
+        return RemoteProtocolError(f"protocol error: {message}")
     if event.cause is TerminationCause.PEER_CLOSED:
         received = error_from_code(code, message)
         if isinstance(received, ConnectionClosedError):
@@ -358,7 +367,7 @@ class CoreDriver:
         if self._error is not None:
             raise copy.copy(self._error)
         if self._core.draining:
-            raise ConnectionClosedError("the peer is closing the connection (CONNECTION_CLOSE)")
+            raise PeerClosedError("the peer is closing the connection (CONNECTION_CLOSE)")
 
     # --- events from the core --------------------------------------------------------------------
 
@@ -469,7 +478,7 @@ class CoreDriver:
                         writable.set()
                     await transport.send(batch)
         except ConnectionClosedError as exc:
-            self._terminate(exc)
+            self._terminate(lost(exc))
         except Exception as exc:  # a bug or a transport error we did not map: never crash the group
             logger.exception("writer failed")
             self._terminate(ConnectionClosedError(f"writer failed: {exc!r}"))
@@ -506,12 +515,12 @@ class CoreDriver:
                             self._reading_paused = False
                             core.mark_alive(anyio.current_time())
         except ConnectionClosedError as exc:
-            self._terminate(exc)
+            self._terminate(lost(exc))
         except FrameError as exc:  # the transport refused a frame (too large, text message, ...)
-            self._protocol_violation(str(exc))
+            self._protocol_violation(str(exc), RemoteProtocolError)
         except Exception as exc:
             logger.exception("reader failed")
-            self._protocol_violation(f"internal error while reading: {exc!r}")
+            self._protocol_violation(f"internal error while reading: {exc!r}", ProtocolError)
 
     def _receive(self, frames: list[bytes]) -> None:
         core = self._core
@@ -581,10 +590,10 @@ class CoreDriver:
         if self._error is not None:
             raise copy.copy(self._error)
 
-    def _protocol_violation(self, message: str) -> None:
-        """Tell the peer what it did wrong (ERROR[CONNECTION_ERROR] on stream 0) and close."""
+    def _protocol_violation(self, message: str, error: type[ProtocolError]) -> None:
+        """Tell the peer what went wrong (ERROR[CONNECTION_ERROR] on stream 0) and close."""
         self._core.close(ErrorCode.CONNECTION_ERROR, message)
-        self._terminate(ProtocolError(f"protocol error: {message}"))
+        self._terminate(error(f"protocol error: {message}"))
 
     def _terminate(self, error: ConnectionClosedError) -> None:
         """End the connection once: fail every live stream, stop the tasks, flush and close."""

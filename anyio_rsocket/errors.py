@@ -117,6 +117,15 @@ class ConnectionClosedError(RSocketError):
     code = ErrorCode.CONNECTION_CLOSE
 
 
+class ConnectionLostError(ConnectionClosedError):
+    """The transport went away (EOF, reset, a WebSocket closed) without the peer closing RSocket first."""
+
+
+class PeerClosedError(ConnectionClosedError):
+    """The peer closed the connection in order: ERROR[CONNECTION_CLOSE] on stream 0 (E2), after
+    letting live streams finish; also raised for new requests while it is closing."""
+
+
 class ConnectTimeoutError(ConnectionClosedError):
     """No usable connection within ``connect_timeout`` seconds.
 
@@ -220,7 +229,7 @@ _CONNECTION_ERRORS: dict[int, type[ConnectionClosedError]] = {
     ErrorCode.REJECTED_SETUP: RejectedSetupError,
     ErrorCode.REJECTED_RESUME: RejectedResumeError,
     ErrorCode.CONNECTION_ERROR: ConnectionErrorReceived,
-    ErrorCode.CONNECTION_CLOSE: ConnectionClosedError,
+    ErrorCode.CONNECTION_CLOSE: PeerClosedError,
 }
 
 

@@ -21,6 +21,7 @@ from .errors import ErrorCode, RSocketError
 from .frames import FLAG_COMPLETE, FLAG_NEXT, MAX_REQUEST_N
 from .link import StreamLink
 from .payload import Payload
+from .protocol.errors import InvalidArgumentError, InvalidStateError
 from .protocol.streams import InteractionKind
 
 #: Credit a stream or channel grants when the caller does not choose (see README, "Credit").
@@ -35,7 +36,7 @@ _ITEM_OVERHEAD = 128
 
 def _check_credit(name: str, n: int) -> int:
     if not isinstance(n, int) or n < 1:
-        raise ValueError(f"{name} must be a positive integer, got {n!r}")
+        raise InvalidArgumentError(f"{name} must be a positive integer, got {n!r}")
     return min(n, MAX_REQUEST_N)  # RN5: never emit more than 2^31-1
 
 
@@ -231,7 +232,7 @@ class RequestStream(ObjectReceiveStream[Payload]):
         """Grant the responder ``n`` more items (queues a REQUEST_N; credits are additive, RN1)."""
         n = _check_credit("n", n)
         if not self._started:
-            raise RuntimeError("open the stream with 'async with' before requesting more items")
+            raise InvalidStateError("open the stream with 'async with' before requesting more items")
         if self._inbound_done or self._unbounded:
             return
         link = self._link
@@ -299,7 +300,9 @@ class RequestChannel(RequestStream, ObjectStream[Payload]):
     ) -> None:
         super().__init__(link, payload, initial_n, auto_request)
         if outbound is not None and complete:
-            raise ValueError("complete=True sends only the first element; it cannot have an outbound source")
+            raise InvalidArgumentError(
+                "complete=True sends only the first element; it cannot have an outbound source"
+            )
         self._outbound = outbound
         self._task_group: TaskGroup | None = None
         self._outbound_done = complete

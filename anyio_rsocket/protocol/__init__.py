@@ -12,6 +12,8 @@ from .credit import Credit
 from .errors import (
     ConnectionClosingError,
     ConnectionEndedError,
+    InvalidArgumentError,
+    InvalidStateError,
     LeaseRefusedError,
     LocalProtocolError,
     PayloadTooLargeError,
@@ -52,6 +54,8 @@ __all__ = [
     "ErrorReceived",
     "Event",
     "InteractionKind",
+    "InvalidArgumentError",
+    "InvalidStateError",
     "KeepaliveReceived",
     "LeaseReceived",
     "LeaseRefusedError",

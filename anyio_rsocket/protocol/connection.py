@@ -40,7 +40,7 @@ from ..lease import Lease
 from ..payload import Payload
 from .config import ProtocolConfig
 from .core import Phase
-from .errors import LeaseRefusedError, LocalProtocolError, PayloadTooLargeError
+from .errors import InvalidArgumentError, LeaseRefusedError, LocalProtocolError, PayloadTooLargeError
 from .events import Event, TerminationCause
 from .inbound import InboundCore
 from .keepalive import keepalive_plan
@@ -56,7 +56,7 @@ _SEND_PAYLOAD_INPUTS = {False: StreamInput.SEND_NEXT, True: StreamInput.SEND_NEX
 
 def _check_n(name: str, n: int) -> int:
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise LocalProtocolError(f"{name} must be a positive integer, got {n!r}")
+        raise InvalidArgumentError(f"{name} must be a positive integer, got {n!r}")
     return min(n, MAX_REQUEST_N)  # RN5: never emit more than 2^31-1
 
 

@@ -11,11 +11,24 @@
 
 from __future__ import annotations
 
-from ..errors import ErrorCode, ProtocolError
+from ..errors import ErrorCode, FrameTooLargeError, ProtocolError, RejectedError
 
 
 class LocalProtocolError(Exception):
-    """Our own side misused the core; raised at the call, with no state changed."""
+    """Our own side misused the core; raised at the call, with no state changed.
+
+    Subclasses that the AnyIO peer raises to its users also inherit the exception type those calls
+    raised before the distinction existed (``ValueError``, ``RejectedError``, ...), so existing
+    ``except`` clauses keep working.
+    """
+
+
+class InvalidArgumentError(LocalProtocolError, ValueError):
+    """An argument out of range: a request-n or initial-n that is not a positive integer, ..."""
+
+
+class InvalidStateError(LocalProtocolError, RuntimeError):
+    """A call the interaction's state does not allow (asking for items before the request went out)."""
 
 
 class ConnectionEndedError(LocalProtocolError):
@@ -26,15 +39,15 @@ class ConnectionClosingError(LocalProtocolError):
     """The connection is draining after CONNECTION_CLOSE (E2): live streams finish, new ones are refused."""
 
 
-class LeaseRefusedError(LocalProtocolError):
+class LeaseRefusedError(LocalProtocolError, RejectedError):
     """Leasing is on and the peer's lease allows no request now (S6, L2); nothing went out."""
 
 
-class StreamIdsExhaustedError(LocalProtocolError):
+class StreamIdsExhaustedError(LocalProtocolError, RejectedError):
     """Every stream id of our parity is in use (ID2): a new connection is needed."""
 
 
-class PayloadTooLargeError(LocalProtocolError):
+class PayloadTooLargeError(LocalProtocolError, FrameTooLargeError):
     """The item cannot be encoded (over the frame limit without fragmentation, T3); ``__cause__`` says why."""
 
 
@@ -54,6 +67,8 @@ class RemoteProtocolError(ProtocolError):
 __all__ = [
     "ConnectionClosingError",
     "ConnectionEndedError",
+    "InvalidArgumentError",
+    "InvalidStateError",
     "LeaseRefusedError",
     "LocalProtocolError",
     "PayloadTooLargeError",

@@ -60,4 +60,6 @@ class StreamIdAllocator:
             if stream_id not in live:
                 return stream_id, following
             stream_id = following
-        raise StreamIdsExhaustedError("every stream id is in use; open a new connection (ID2)")
+        raise StreamIdsExhaustedError(
+            "every stream id is in use on this connection; wait for one to end (ID2)"
+        )
