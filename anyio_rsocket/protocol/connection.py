@@ -45,7 +45,7 @@ from .events import Event, TerminationCause
 from .inbound import InboundCore
 from .keepalive import keepalive_plan
 from .setup import SETUP_PROBE, default_setup
-from .streams import InteractionKind, PayloadSink, Stream, StreamInput, StreamState
+from .streams import InteractionKind, PayloadSink, Stream, StreamInput, StreamState, new_stream
 
 _RR = InteractionKind.REQUEST_RESPONSE
 _NC = FLAG_NEXT | FLAG_COMPLETE
@@ -260,7 +260,7 @@ class ProtocolConnection(InboundCore):
         if lease.enabled:
             lease.received.try_spend(now)  # every request type counts once (L2, FG5)
         if kind is not InteractionKind.FIRE_AND_FORGET:  # (IDLE, SEND_REQUEST) -> CLOSED for FNF
-            stream = streams[stream_id] = Stream(stream_id, kind, True, event, 0, initial_n)
+            stream = streams[stream_id] = new_stream(stream_id, kind, True, event, 0, initial_n)
             stream.sink = sink
         for encoded in frames:
             self._queue(encoded)
@@ -297,7 +297,17 @@ class ProtocolConnection(InboundCore):
 
     def _answer(self, stream: Stream, payload: Payload) -> None:
         """A responder's request-response answer (PAYLOAD N|C): its one credit, then CLOSED."""
-        frames = self._encode_payload(stream.stream_id, payload.data, payload.metadata, _NC)
+        data, metadata = payload.data, payload.metadata
+        size = self._fragment_size
+        if size is None or len(data) + (len(metadata) + 3 if metadata is not None else 0) + 6 <= size:
+            try:
+                frames = [encode_payload(stream.stream_id, data, metadata, _NC)]
+            except FrameTooLargeError as exc:
+                raise PayloadTooLargeError(str(exc)) from exc
+            except TypeError as exc:
+                raise LocalProtocolError(f"cannot encode the payload: {exc}") from exc
+        else:
+            frames = self._encode_payload(stream.stream_id, data, metadata, _NC)
         stream.send_credit.value = 0
         for encoded in frames:
             self._queue(encoded)
@@ -311,27 +321,25 @@ class ProtocolConnection(InboundCore):
         LocalProtocolError as :meth:`send_payload` does.
         """
         stream = self._streams.get(stream_id)
-        if stream is not None and stream.kind is not _RR:
+        if stream is not None and stream.state in stream.sends_next:  # never request-response
             credit = stream.send_credit
             value = credit.value
-            # SEND_NEXT never changes a stream's state, so one table lookup checks it.
-            if (stream.state, StreamInput.SEND_NEXT) in stream.table:
-                if value <= 0:
-                    return False
-                data, metadata = payload.data, payload.metadata
-                size = self.config.fragment_size
-                if size is None or len(data) + (len(metadata) + 3 if metadata is not None else 0) + 6 <= size:
-                    try:
-                        encoded = encode_payload(stream_id, data, metadata, FLAG_NEXT)
-                    except FrameTooLargeError as exc:
-                        raise PayloadTooLargeError(str(exc)) from exc
-                    except TypeError as exc:
-                        raise LocalProtocolError(f"cannot encode the payload: {exc}") from exc
-                    if value < MAX_REQUEST_N:
-                        credit.value = value - 1
-                    self._outbox.append(encoded)
-                    self._outbox_size += len(encoded)
-                    return True
+            if value <= 0:
+                return False
+            data, metadata = payload.data, payload.metadata
+            size = self._fragment_size
+            if size is None or len(data) + (len(metadata) + 3 if metadata is not None else 0) + 6 <= size:
+                try:
+                    encoded = encode_payload(stream_id, data, metadata, FLAG_NEXT)
+                except FrameTooLargeError as exc:
+                    raise PayloadTooLargeError(str(exc)) from exc
+                except TypeError as exc:
+                    raise LocalProtocolError(f"cannot encode the payload: {exc}") from exc
+                if value < MAX_REQUEST_N:
+                    credit.value = value - 1
+                self._outbox.append(encoded)  # _queue, inlined
+                self.bytes_to_send += len(encoded)
+                return True
         self._send_payload_checked(stream_id, payload, False)
         return True
 

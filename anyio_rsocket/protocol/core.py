@@ -48,13 +48,17 @@ class CoreBase:
     def __init__(self, *, client: bool, config: ProtocolConfig | None = None) -> None:
         config = config or ProtocolConfig()
         self.config = config
+        self._fragment_size = config.fragment_size
         self._client = client
         self._ids = StreamIdAllocator(client, config.max_stream_id)
+        self._our_parity = 1 if client else 0  # stream ids we open are odd (client) or even (ID1)
         self._streams: dict[int, Stream] = {}
         self._inbound_live = 0  # registered streams the peer opened (admission limit)
         self._reassembly = ReassemblyTable(config.max_reassembled_size)
         self._outbox: list[bytes] = []
-        self._outbox_size = 0
+        #: Bytes of the frames queued and not yet taken by :meth:`data_to_send` (back-pressure).
+        #: A plain attribute (read it, never set it): drivers read it after every item they send.
+        self.bytes_to_send = 0
         self._events: list[Event] = []
         self._phase = Phase.IDLE
         self._established = False
@@ -107,11 +111,6 @@ class CoreBase:
         return self._lease.enabled
 
     @property
-    def bytes_to_send(self) -> int:
-        """Bytes of the frames queued and not yet taken by :meth:`data_to_send` (back-pressure)."""
-        return self._outbox_size
-
-    @property
     def inbound_requests(self) -> int:
         """Live streams the peer opened (what ``max_concurrent_requests`` limits)."""
         return self._inbound_live
@@ -144,7 +143,7 @@ class CoreBase:
     def data_to_send(self) -> list[bytes]:
         """The encoded frames queued so far (unprefixed, in order); the queue is emptied."""
         frames, self._outbox = self._outbox, []
-        self._outbox_size = 0
+        self.bytes_to_send = 0
         return frames
 
     def pop_events(self) -> list[Event]:
@@ -163,7 +162,7 @@ class CoreBase:
         (R2) and are kept in a sent-frame store until the peer's KEEPALIVE confirms them (R3).
         """
         self._outbox.append(frame)
-        self._outbox_size += len(frame)
+        self.bytes_to_send += len(frame)
 
     # --- encoding ------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from ..frames import (
     CancelFrame,
     ErrorFrame,
     ExtFrame,
+    Frame,
     KeepaliveFrame,
     LeaseFrame,
     MetadataPushFrame,
@@ -56,7 +57,7 @@ from .events import (
     TerminationCause,
 )
 from .setup import validate_setup
-from .streams import InteractionKind, Stream, StreamInput, StreamState
+from .streams import STREAM_TYPES, InteractionKind, Stream, StreamInput, StreamState, new_stream
 
 _HEADER = struct.Struct(">IH")
 #: A PAYLOAD frame without F (type 0x0A): the type bits plus F must match exactly.
@@ -72,6 +73,7 @@ _SETUP_ERROR_CODES = frozenset(
     }
 )
 _RR = InteractionKind.REQUEST_RESPONSE
+_RR_STREAM = STREAM_TYPES[_RR]  # a received REQUEST_RESPONSE starts half-closed-remote
 
 
 class InboundCore(CoreBase):
@@ -170,47 +172,47 @@ class InboundCore(CoreBase):
         streams = self._streams
         partials = self._reassembly.partials
         dispatch = self._dispatch
+        if self._phase is not Phase.OPEN:
+            return
         for raw in frames:
             # Every received frame passes here: where resumption will count the implied receive
             # position (R2) of frames on streams other than 0.
-            if self._phase is not Phase.OPEN:
-                return  # terminated by an earlier frame of the batch
             if type(raw) is not bytes:
                 raw = bytes(raw)
             try:
                 # Fast path for the bulk of traffic: a whole PAYLOAD goes to its stream without
                 # building a frame object (the same validation as decode_frame).
+                whole_payload = False
                 if len(raw) >= 6:
                     stream_id, word = _HEADER.unpack_from(raw)
-                    if word & _PAYLOAD_MASK == _PAYLOAD_WORD:
-                        stream_id &= MAX_31
-                        if stream_id not in partials:
-                            metadata, data = split_metadata(raw, 6, word, "PAYLOAD")
-                            stream = streams.get(stream_id)
-                            if stream is None:
-                                continue  # U2: unknown or finished streams are dropped
-                            flags = word & _NC
-                            sink = stream.sink
-                            if flags == FLAG_NEXT and sink is not None and stream.kind is not _RR:
-                                # An item that leaves the state as it is (N only, RN2): spend one
-                                # credit and hand it to the sink; anything else takes _deliver.
-                                credit = stream.recv_credit
-                                value = credit.value
-                                state = stream.state
-                                if value > 0 and stream.payload_moves[state][1] is state:
-                                    if value < MAX_31:
-                                        credit.value = value - 1
-                                    sink(data, metadata, flags)
-                                    continue
-                            self._deliver(stream, data, metadata, flags)
+                    stream_id &= MAX_31
+                    whole_payload = word & _PAYLOAD_MASK == _PAYLOAD_WORD and stream_id not in partials
+                if whole_payload:
+                    metadata, data = split_metadata(raw, 6, word, "PAYLOAD")
+                    stream = streams.get(stream_id)
+                    if stream is None:
+                        continue  # U2: unknown or finished streams are dropped
+                    flags = word & _NC
+                    sink = stream.sink
+                    if flags == FLAG_NEXT and sink is not None and stream.state in stream.keeps_on_next:
+                        # An item that leaves the state as it is (N only, not request-response):
+                        # spend one credit (RN2) and hand it to the sink. Such a frame cannot end
+                        # the connection, so the loop goes straight on.
+                        credit = stream.recv_credit
+                        value = credit.value
+                        if value > 0:
+                            if value < MAX_31:
+                                credit.value = value - 1
+                            sink(data, metadata, flags)
                             continue
-                frame = decode_frame(raw)
-                if partials or getattr(frame, "follows", False):
-                    whole = self._reassembly.feed(frame, streams)
-                    if whole is None:
-                        continue
-                    frame = whole
-                dispatch[type(frame)](frame)
+                    self._deliver(stream, data, metadata, flags)
+                else:
+                    decoded = decode_frame(raw)
+                    frame: Frame | None = decoded
+                    if partials or getattr(decoded, "follows", False):
+                        frame = self._reassembly.feed(decoded, streams)  # None while partial
+                    if frame is not None:
+                        dispatch[type(frame)](frame)
             except RemoteProtocolError as exc:
                 if exc.stream_id:
                     self._fail_stream(exc)
@@ -219,6 +221,8 @@ class InboundCore(CoreBase):
             except FrameError as exc:
                 if not exc.ignorable:  # MD2, U1: frames with the IGNORE flag may be dropped
                     self._violation(str(exc))
+            if self._phase is not Phase.OPEN:
+                return
 
     # --- frames on existing streams ------------------------------------------------------------
 
@@ -345,7 +349,7 @@ class InboundCore(CoreBase):
 
     def _accept_request(self, stream_id: int, kind: InteractionKind, answerable: bool = True) -> bool:
         """Whether a request on ``stream_id`` opens a stream (ID5, E2, L3, admission limit)."""
-        if stream_id == 0 or self._ids.is_ours(stream_id):
+        if stream_id == 0 or stream_id & 1 == self._our_parity:
             # ID5 gap (our rule): a request on stream 0 or on our own parity is a protocol error.
             raise RemoteProtocolError(f"request on stream {stream_id}, which the peer may not open")
         if stream_id in self._streams:
@@ -375,7 +379,7 @@ class InboundCore(CoreBase):
     def _open_inbound(
         self, stream_id: int, kind: InteractionKind, event: StreamInput, send_credit: int
     ) -> Stream:
-        stream = Stream(stream_id, kind, False, event, send_credit)
+        stream = new_stream(stream_id, kind, False, event, send_credit)
         self._streams[stream_id] = stream
         self._inbound_live += 1
         return stream
@@ -383,7 +387,7 @@ class InboundCore(CoreBase):
     def _on_request_response(self, frame: RequestResponseFrame) -> None:
         stream_id = frame.stream_id
         if self._accept_request(stream_id, _RR):
-            self._streams[stream_id] = Stream(stream_id, _RR, False, StreamInput.RECV_REQUEST, 1)
+            self._streams[stream_id] = _RR_STREAM(stream_id, False, StreamState.HALF_CLOSED_REMOTE, 1)
             self._inbound_live += 1
             self._events.append(RequestReceived(_RR, stream_id, Payload(frame.data, frame.metadata)))
 

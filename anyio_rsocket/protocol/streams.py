@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import Enum
+from typing import ClassVar, cast
 
 from ..frames import FLAG_COMPLETE, FLAG_NEXT
 from .credit import Credit
@@ -202,6 +203,16 @@ def _payload_moves(table: Table) -> dict[StreamState, tuple[StreamState | None, 
 
 
 PAYLOAD_MOVES = {kind: _payload_moves(table) for kind, table in TRANSITIONS.items()}
+#: States in which a received PAYLOAD with N only leaves the state as it is (the receiving hot path).
+KEEPS_ON_NEXT = {
+    kind: frozenset(state for state, moves in PAYLOAD_MOVES[kind].items() if moves[1] is state)
+    for kind in TRANSITIONS
+}
+#: States in which we may send PAYLOAD N, which never changes the state (the sending hot path).
+SENDS_NEXT = {
+    kind: frozenset(state for state in StreamState if table.get((state, I.SEND_NEXT)) is state)
+    for kind, table in TRANSITIONS.items()
+}
 
 #: ``sink(data, metadata, flags)``: a driver's per-stream callback for PAYLOADs (flags: N and C bits).
 PayloadSink = Callable[[bytes, "bytes | None", int], None]
@@ -213,36 +224,26 @@ class Stream:
     ``send_credit`` is what the peer allows us to send; ``recv_credit`` is what we allowed the peer
     (inbound items beyond it are a stream violation, RN6). ``sink``, when set by a driver, receives
     this stream's PAYLOADs instead of :class:`~.events.PayloadReceived` events.
+
+    Each interaction kind has its own subclass (see :data:`STREAM_TYPES` and :func:`new_stream`)
+    holding that kind's tables as class attributes: a stream is created per request, so its
+    constructor sets only what differs between streams.
     """
 
-    __slots__ = (
-        "kind",
-        "local",
-        "payload_moves",
-        "recv_credit",
-        "send_credit",
-        "sink",
-        "state",
-        "stream_id",
-        "table",
-    )
+    __slots__ = ("local", "recv_credit", "send_credit", "sink", "state", "stream_id")
+
+    kind: ClassVar[InteractionKind]
+    table: ClassVar[Table]
+    payload_moves: ClassVar[dict[StreamState, tuple[StreamState | None, ...]]]
+    keeps_on_next: ClassVar[frozenset[StreamState]]
+    sends_next: ClassVar[frozenset[StreamState]]
 
     def __init__(
-        self,
-        stream_id: int,
-        kind: InteractionKind,
-        local: bool,
-        opened_by: StreamInput | None = None,
-        send_credit: int = 0,
-        recv_credit: int = 0,
+        self, stream_id: int, local: bool, state: StreamState, send_credit: int = 0, recv_credit: int = 0
     ) -> None:
-        """A stream in IDLE, or already moved by ``opened_by`` (the request sent or received)."""
         self.stream_id = stream_id
-        self.kind = kind
         self.local = local  # we are the requester
-        table = self.table = TRANSITIONS[kind]
-        self.payload_moves = PAYLOAD_MOVES[kind]
-        self.state = StreamState.IDLE if opened_by is None else table[(StreamState.IDLE, opened_by)]
+        self.state = state
         self.send_credit = Credit(send_credit)
         self.recv_credit = Credit(recv_credit)
         self.sink: PayloadSink | None = None
@@ -254,3 +255,37 @@ class Stream:
     def __repr__(self) -> str:
         role = "requester" if self.local else "responder"
         return f"<Stream {self.stream_id} {self.kind.value} {role} {self.state.value}>"
+
+
+#: The :class:`Stream` subclass of each interaction kind.
+STREAM_TYPES: dict[InteractionKind, type[Stream]] = {
+    kind: cast(
+        "type[Stream]",
+        type(
+            f"{kind.name.title().replace('_', '')}Stream",
+            (Stream,),
+            {
+                "__slots__": (),
+                "kind": kind,
+                "table": TRANSITIONS[kind],
+                "payload_moves": PAYLOAD_MOVES[kind],
+                "keeps_on_next": KEEPS_ON_NEXT[kind],
+                "sends_next": SENDS_NEXT[kind],
+            },
+        ),
+    )
+    for kind in InteractionKind
+}
+
+
+def new_stream(
+    stream_id: int,
+    kind: InteractionKind,
+    local: bool,
+    opened_by: StreamInput,
+    send_credit: int = 0,
+    recv_credit: int = 0,
+) -> Stream:
+    """A stream of ``kind`` in the state its opening request (sent or received) leads to."""
+    cls = STREAM_TYPES[kind]
+    return cls(stream_id, local, cls.table[(StreamState.IDLE, opened_by)], send_credit, recv_credit)
