@@ -17,11 +17,12 @@ Interaction objects reach the wire only through the :class:`~.link.StreamLink` m
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from anyio.abc import TaskGroup
@@ -114,6 +115,27 @@ def protocol_config(options: PeerOptions) -> ProtocolConfig:
     )
 
 
+def loop_clock() -> Callable[[], float]:
+    """The running event loop's clock as one cheap callable.
+
+    It is what ``anyio.current_time`` returns, without looking up the backend on every call (the
+    reader reads the clock once per batch of frames).
+    """
+    try:
+        return asyncio.get_running_loop().time
+    except RuntimeError:
+        pass
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_root_task()
+        except RuntimeError:
+            pass
+        else:
+            return cast("Callable[[], float]", trio.current_time)
+    return anyio.current_time
+
+
 def local_error(exc: LocalProtocolError, closed: ConnectionClosedError | None) -> BaseException:
     """The exception the public API has always raised for what the core refused.
 
@@ -181,6 +203,7 @@ class CoreDriver:
         self._options = options
         self._core = core or ProtocolConnection(client=is_client, config=protocol_config(options))
         self._core_send_next = self._core.send_next
+        self._clock: Callable[[], float] = anyio.current_time  # loop_clock() once the tasks start
         self._streams: dict[int, StreamOwner] = {}  # the objects behind the core's live streams
         self._workers = WorkerPool(task_group)
         self._produced = 0  # frames queued by producers, for cheap periodic cancellation checks
@@ -254,7 +277,7 @@ class CoreDriver:
         complete: bool = False,
     ) -> int:
         core = self._core
-        now = anyio.current_time() if self._setup.lease else None
+        now = self._clock() if self._setup.lease else None
         try:
             if owner is None:
                 stream_id = core.fire_and_forget(payload, now=now)
@@ -524,7 +547,7 @@ class CoreDriver:
 
     def _receive(self, frames: list[bytes]) -> None:
         core = self._core
-        events = core.receive_frames(frames, anyio.current_time())
+        events = core.receive_frames(frames, self._clock())
         if events:
             self._handle_events(events)
         if core.bytes_to_send:
@@ -566,7 +589,8 @@ class CoreDriver:
         """Start the tasks. Client: send SETUP (and with ``probe`` the KEEPALIVE that confirms it).
         Server: accept the SETUP the core reported; ``initial_frames`` followed it."""
         core = self._core
-        now = anyio.current_time()
+        self._clock = loop_clock()
+        now = self._clock()
         if handler is not None:
             self._handler = handler
         if self._is_client:

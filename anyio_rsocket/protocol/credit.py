@@ -18,8 +18,8 @@ class Credit:
     __slots__ = ("value",)
 
     def __init__(self, initial: int = 0) -> None:
-        # As grant(initial) on zero credit, without the call (one Credit per stream direction).
-        self.value = (initial if initial < MAX_REQUEST_N else MAX_REQUEST_N) if initial > 0 else 0
+        # As grant(initial) on zero credit, without the call (two Credits per stream).
+        self.value = initial if 0 <= initial <= MAX_REQUEST_N else (0 if initial < 0 else MAX_REQUEST_N)
 
     @property
     def unbounded(self) -> bool:
