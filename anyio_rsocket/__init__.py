@@ -4,9 +4,27 @@ Connections are scoped to an ``async with``; every interaction is scoped to the 
 started it. See README.md for a tour and docs/architecture.md for the layers.
 """
 
-from .client import connect_tcp, open_client
-from .connection import RSocket
-from .errors import (
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .peer.client import connect_tcp, open_client
+from .peer.connection import RSocket
+from .peer.handler import RequestHandler
+from .peer.requester import DEFAULT_INITIAL_N, RequestChannel, RequestStream
+from .peer.server import serve_connection, serve_stream, serve_tcp
+from .peer.setup_info import SetupInfo
+from .protocol.errors import (
+    InvalidArgumentError,
+    InvalidStateError,
+    LeaseRefusedError,
+    LocalProtocolError,
+    PayloadTooLargeError,
+    RemoteProtocolError,
+    StreamIdsExhaustedError,
+)
+from .router import Router
+from .transports import memory_transport_pair
+from .wire.errors import (
     ApplicationError,
     CanceledError,
     ConnectionClosedError,
@@ -28,26 +46,35 @@ from .errors import (
     SetupError,
     UnsupportedSetupError,
 )
-from .handler import RequestHandler
-from .payload import Payload
-from .protocol.errors import (
-    InvalidArgumentError,
-    InvalidStateError,
-    LeaseRefusedError,
-    LocalProtocolError,
-    PayloadTooLargeError,
-    RemoteProtocolError,
-    StreamIdsExhaustedError,
-)
-from .requester import DEFAULT_INITIAL_N, RequestChannel, RequestStream
-from .router import Router
-from .server import serve_connection, serve_stream, serve_tcp
-from .setup_info import SetupInfo
-from .transports import memory_transport_pair
-from .url import connect
-from .websocket import connect_websocket, serve_websocket, serve_websocket_stream
+from .wire.payload import Payload
+
+if TYPE_CHECKING:  # imported on first use (module __getattr__ below): they load httpx and wsproto
+    from .peer.asgi import RSocketASGIApp
+    from .peer.url import connect
+    from .peer.websocket import connect_websocket, serve_websocket, serve_websocket_stream
 
 __version__ = "0.1.0"
+
+#: Public names whose modules import the WebSocket stack (httpx, wsproto): loaded on first access, so
+#: that ``import anyio_rsocket`` (and with it ``anyio_rsocket.wire`` or ``anyio_rsocket.protocol``)
+#: stays light.
+_LAZY = {
+    "RSocketASGIApp": ".peer.asgi",
+    "connect": ".peer.url",
+    "connect_websocket": ".peer.websocket",
+    "serve_websocket": ".peer.websocket",
+    "serve_websocket_stream": ".peer.websocket",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_INITIAL_N",
@@ -72,6 +99,7 @@ __all__ = [
     "PeerClosedError",
     "ProtocolError",
     "RSocket",
+    "RSocketASGIApp",
     "RSocketError",
     "RemoteProtocolError",
     "RejectedError",

@@ -22,10 +22,10 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from .codecs import CodecError, CodecRegistry
-from .connection import RSocket
-from .errors import ApplicationError, InvalidError
 from .extensions import Authentication, CompositeMetadata, composite, data_mime
-from .payload import Payload
+from .peer.connection import RSocket
+from .wire.errors import ApplicationError, InvalidError
+from .wire.payload import Payload
 
 Handler = Callable[..., Any]
 

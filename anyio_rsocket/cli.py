@@ -37,9 +37,6 @@ import anyio.abc
 import anyio.from_thread
 import anyio.lowlevel
 
-from ._groups import single_exception
-from .connection import RSocket
-from .errors import ConnectionClosedError, RSocketError
 from .extensions import (
     MESSAGE_COMPOSITE_METADATA,
     MESSAGE_ROUTING,
@@ -50,8 +47,11 @@ from .extensions import (
     route,
     simple_auth,
 )
-from .handler import RequestHandler
-from .payload import Payload
+from .peer._groups import single_exception
+from .peer.connection import RSocket
+from .peer.handler import RequestHandler
+from .wire.errors import ConnectionClosedError, RSocketError
+from .wire.payload import Payload
 
 EXIT_OK = 0
 EXIT_RSOCKET_ERROR = 1
@@ -328,7 +328,7 @@ def _accepts(function: Callable[..., Any], option: str) -> bool:
 def _url_module() -> Any | None:
     """``anyio_rsocket.url`` when this installation has it (it brings tcps/ws/wss)."""
     try:
-        from . import url
+        from .peer import url
     except ImportError:
         return None
     return url
@@ -373,8 +373,8 @@ def open_connection(plan: ClientPlan, debug: bool) -> AbstractAsyncContextManage
 
 @asynccontextmanager
 async def _connect_tcp(url: str, options: dict[str, Any], debug: bool) -> AsyncIterator[RSocket]:
-    from .client import closing_unless_entered, open_client, open_tcp_transport, remaining_time
-    from .options import DEFAULT_CONNECT_TIMEOUT
+    from .peer.client import closing_unless_entered, open_client, open_tcp_transport, remaining_time
+    from .peer.options import DEFAULT_CONNECT_TIMEOUT
     from .transports.base import Transport
     from .transports.tracing import TracingTransport
 
@@ -499,12 +499,12 @@ async def run_server(args: argparse.Namespace) -> int:
         options["fragment_size"] = args.fragment_size
     serve: Callable[..., Any]
     if scheme == "tcp":
-        from .server import serve_tcp
+        from .peer.server import serve_tcp
 
         serve = _serve_tcp_traced if args.debug else serve_tcp
     elif scheme == "ws":
         try:
-            from .websocket import serve_websocket
+            from .peer.websocket import serve_websocket
         except ImportError:
             raise UsageError("this installation serves tcp:// only") from None
         serve = serve_websocket
@@ -539,7 +539,7 @@ async def _serve_tcp_traced(
     **options: Any,
 ) -> None:
     """``serve_tcp`` with every connection's frames traced to stderr (``serve --debug``)."""
-    from .server import serve_connection
+    from .peer.server import serve_connection
     from .transports.tcp import ByteStreamTransport
     from .transports.tracing import TracingTransport
 

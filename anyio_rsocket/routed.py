@@ -33,9 +33,9 @@ from .extensions import (
     encode_routing,
     route,
 )
-from .payload import Payload
-from .requester import DEFAULT_INITIAL_N, RequestChannel, RequestStream
-from .setup_info import SetupInfo
+from .peer.requester import DEFAULT_INITIAL_N, RequestChannel, RequestStream
+from .peer.setup_info import SetupInfo
+from .wire.payload import Payload
 
 if sys.version_info >= (3, 11):
     from typing import Unpack

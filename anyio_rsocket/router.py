@@ -34,8 +34,6 @@ from typing import Any, Literal, TypeVar
 from ._route_binding import Endpoint, RequestContext, caller_namespace
 from ._route_pattern import RoutePattern
 from .codecs import CodecRegistry, default_codecs
-from .connection import RSocket
-from .errors import InvalidError, RejectedError, RejectedSetupError, RSocketError, SetupError
 from .extensions import (
     MESSAGE_AUTHENTICATION,
     MESSAGE_COMPOSITE_METADATA,
@@ -46,9 +44,11 @@ from .extensions import (
     MetadataDecodeError,
     decode_authentication,
 )
-from .handler import RequestHandler
-from .payload import Payload
-from .setup_info import SetupInfo
+from .peer.connection import RSocket
+from .peer.handler import RequestHandler
+from .peer.setup_info import SetupInfo
+from .wire.errors import InvalidError, RejectedError, RejectedSetupError, RSocketError, SetupError
+from .wire.payload import Payload
 
 logger = logging.getLogger("anyio_rsocket.router")
 

@@ -10,7 +10,6 @@ import pytest
 
 from anyio_rsocket import Payload, RequestHandler, connect_tcp, serve_tcp
 from anyio_rsocket import connection as connection_module
-from anyio_rsocket import driver as driver_module
 from anyio_rsocket.errors import ConnectionClosedError, ConnectionErrorReceived, ErrorCode
 from anyio_rsocket.frames import (
     MAX_REQUEST_N,
@@ -24,6 +23,7 @@ from anyio_rsocket.frames import (
     encode_frame,
 )
 from anyio_rsocket.framing import FrameBuffer, prefix_frames
+from anyio_rsocket.peer import driver as driver_module
 from anyio_rsocket.server import serve_connection
 from anyio_rsocket.transports.base import Transport
 from anyio_rsocket.transports.memory import memory_transport_pair

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..fragmentation import DEFAULT_MAX_REASSEMBLED_SIZE, MIN_FRAGMENT_SIZE
-from ..frames import MAX_31, MAX_FRAME_SIZE
-from ..lease import LeaseStrategy
+from ..wire.fragmentation import DEFAULT_MAX_REASSEMBLED_SIZE, MIN_FRAGMENT_SIZE
+from ..wire.frames import MAX_31, MAX_FRAME_SIZE
+from ..wire.lease import LeaseStrategy
 
 #: Same default as ``options.DEFAULT_MAX_CONCURRENT_REQUESTS`` (that module is not imported here).
 DEFAULT_MAX_CONCURRENT_REQUESTS = 10_000

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import CONNECTION_ERROR_CODES, ErrorCode, FrameTooLargeError
-from ..fragmentation import FragmentableFrame
-from ..frames import (
+from ..wire.errors import CONNECTION_ERROR_CODES, ErrorCode, FrameTooLargeError
+from ..wire.fragmentation import FragmentableFrame
+from ..wire.frames import (
     FLAG_COMPLETE,
     FLAG_NEXT,
     MAX_REQUEST_N,
@@ -36,8 +36,8 @@ from ..frames import (
     encode_payload,
     encode_simple_request,
 )
-from ..lease import Lease
-from ..payload import Payload
+from ..wire.lease import Lease
+from ..wire.payload import Payload
 from .config import ProtocolConfig
 from .core import Phase
 from .errors import InvalidArgumentError, LeaseRefusedError, LocalProtocolError, PayloadTooLargeError

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from enum import Enum
 
-from ..errors import ErrorCode, FrameTooLargeError
-from ..fragmentation import FragmentableFrame, fragment, needs_fragmentation
-from ..frames import (
+from ..wire.errors import ErrorCode, FrameTooLargeError
+from ..wire.fragmentation import FragmentableFrame, fragment, needs_fragmentation
+from ..wire.frames import (
     FLAG_COMPLETE,
     FLAG_NEXT,
     ErrorFrame,
@@ -22,7 +22,7 @@ from ..frames import (
     encode_frame,
     encode_payload,
 )
-from ..framing import FrameBuffer
+from ..wire.framing import FrameBuffer
 from .config import ProtocolConfig
 from .errors import ConnectionClosingError, ConnectionEndedError, LocalProtocolError, PayloadTooLargeError
 from .events import ConnectionEstablished, ConnectionTerminated, Event, StreamEnded, TerminationCause
@@ -198,11 +198,6 @@ class CoreBase:
         self._queue(encode_frame(frame))
 
     # --- streams -------------------------------------------------------------------------------
-
-    def _register(self, stream: Stream) -> None:
-        self._streams[stream.stream_id] = stream
-        if not stream.local:
-            self._inbound_live += 1
 
     def _set_state(self, stream: Stream, state: StreamState) -> None:
         """Move ``stream`` to ``state``; a CLOSED stream is released (its id becomes free)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..frames import MAX_REQUEST_N
+from ..wire.frames import MAX_REQUEST_N
 
 
 class Credit:

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from ..errors import ErrorCode, FrameTooLargeError, ProtocolError, RejectedError
+from ..wire.errors import ErrorCode, FrameTooLargeError, ProtocolError, RejectedError
 
 
 class LocalProtocolError(Exception):

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from ..frames import SetupFrame
-from ..payload import Payload
+from ..wire.frames import SetupFrame
+from ..wire.payload import Payload
 from .streams import InteractionKind
 
 

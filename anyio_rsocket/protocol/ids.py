@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Container
 
-from ..frames import MAX_31
+from ..wire.frames import MAX_31
 from .errors import LocalProtocolError, StreamIdsExhaustedError
 
 
@@ -28,10 +28,6 @@ class StreamIdAllocator:
     def first(self) -> int:
         """1 for a client, 2 for a server."""
         return self._first
-
-    def is_ours(self, stream_id: int) -> bool:
-        """Whether ``stream_id`` has our parity (so only we may open it)."""
-        return stream_id % 2 == self._first % 2
 
     def candidate(self, live: Container[int], live_count: int) -> tuple[int, int]:
         """The next free id of our parity and the id to try after it; ``live`` holds the ids in use.

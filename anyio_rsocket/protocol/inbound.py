@@ -10,8 +10,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ErrorCode, FrameError, SetupError
-from ..frames import (
+from ..wire.errors import ErrorCode, FrameError, SetupError
+from ..wire.frames import (
     FLAG_COMPLETE,
     FLAG_FOLLOWS,
     FLAG_NEXT,
@@ -35,8 +35,8 @@ from ..frames import (
     decode_frame,
     split_metadata,
 )
-from ..framing import FrameBuffer
-from ..payload import Payload
+from ..wire.framing import FrameBuffer
+from ..wire.payload import Payload
 from .config import ProtocolConfig
 from .core import CoreBase, Phase
 from .errors import LocalProtocolError, RemoteProtocolError

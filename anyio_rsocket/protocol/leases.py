@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from ..frames import LeaseFrame
-from ..lease import Lease, LeaseAllowance, LeaseStrategy, unlimited_lease_strategy
+from ..wire.frames import LeaseFrame
+from ..wire.lease import Lease, LeaseAllowance, LeaseStrategy, unlimited_lease_strategy
 
 
 class LeaseBook:

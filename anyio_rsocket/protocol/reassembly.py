@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Container
 
-from ..errors import FrameError
-from ..fragmentation import Reassembler
-from ..frames import (
+from ..wire.errors import FrameError
+from ..wire.fragmentation import Reassembler
+from ..wire.frames import (
     CancelFrame,
     ErrorFrame,
     Frame,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from ..frames import FrameType
+from ..wire.frames import FrameType
 
 #: Frame types that carry a position (when on a stream other than 0): requests, REQUEST_N, CANCEL,
 #: ERROR and PAYLOAD. SETUP, LEASE, KEEPALIVE, METADATA_PUSH, RESUME, RESUME_OK and stream-0 ERRORs

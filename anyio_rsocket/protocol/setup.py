@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..errors import ErrorCode, FrameError, SetupError
-from ..frames import ResumeFrame, SetupFrame, decode_frame
+from ..wire.errors import ErrorCode, FrameError, SetupError
+from ..wire.frames import ResumeFrame, SetupFrame, decode_frame
 from .config import ProtocolConfig
 
 #: Data of the KEEPALIVE that confirms SETUP: any echo proves the server accepted it (S4).

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import ClassVar, cast
 
-from ..frames import FLAG_COMPLETE, FLAG_NEXT
+from ..wire.frames import FLAG_COMPLETE, FLAG_NEXT
 from .credit import Credit
 
 

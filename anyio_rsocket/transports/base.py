@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+#: Default bound on reaching a usable connection (connect, TLS, upgrade, SETUP confirmation).
+DEFAULT_CONNECT_TIMEOUT = 10.0
+#: Default limit on receiving one whole frame once its first byte has arrived.
+DEFAULT_FRAME_TIMEOUT = 60.0
+
 
 class Transport(ABC):
     """A bidirectional carrier of RSocket frames (each frame is the bytes of one frame, unprefixed).

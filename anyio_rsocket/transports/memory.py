@@ -7,8 +7,8 @@ import math
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ..errors import ConnectionClosedError, FrameTooLargeError
-from ..frames import MAX_FRAME_SIZE
+from ..wire.errors import ConnectionClosedError, FrameTooLargeError
+from ..wire.frames import MAX_FRAME_SIZE
 from .base import Transport
 
 

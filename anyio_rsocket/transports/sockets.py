@@ -31,8 +31,8 @@ import anyio
 from anyio.abc import ByteStream, SocketStream
 from anyio.streams.tls import TLSStream
 
-from ..errors import ConnectTimeoutError
-from ..framing import SMALL_CHUNK
+from ..wire.errors import ConnectTimeoutError
+from ..wire.framing import SMALL_CHUNK
 
 _sniffio: ModuleType | None
 try:  # AnyIO relies on sniffio when it is installed (Trio depends on it); so do we.

@@ -7,11 +7,10 @@ import contextlib
 import anyio
 from anyio.abc import ByteStream
 
-from ..errors import ConnectionClosedError, ProtocolError
-from ..frames import MAX_FRAME_SIZE
-from ..framing import FrameBuffer, prefix_frames
-from ..options import DEFAULT_FRAME_TIMEOUT
-from .base import Transport
+from ..wire.errors import ConnectionClosedError, ProtocolError
+from ..wire.frames import MAX_FRAME_SIZE
+from ..wire.framing import FrameBuffer, prefix_frames
+from .base import DEFAULT_FRAME_TIMEOUT, Transport
 
 #: How much to read per receive call; large enough that a busy stream needs few reads.
 _READ_SIZE = 262144

@@ -6,8 +6,8 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
-from ..errors import FrameError
-from ..frames import decode_frame
+from ..wire.errors import FrameError
+from ..wire.frames import decode_frame
 from .base import Transport
 
 logger = logging.getLogger("anyio_rsocket.frames")

@@ -46,11 +46,10 @@ from wsproto.events import (
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError, generate_accept_token
 
-from ..errors import ConnectionClosedError, ErrorCode, FrameTooLargeError, ProtocolError
-from ..frames import MAX_FRAME_SIZE, ErrorFrame, encode_frame
-from ..framing import FrameBuffer, append_chunk
-from ..options import DEFAULT_CONNECT_TIMEOUT, DEFAULT_FRAME_TIMEOUT
-from .base import Transport
+from ..wire.errors import ConnectionClosedError, ErrorCode, FrameTooLargeError, ProtocolError
+from ..wire.frames import MAX_FRAME_SIZE, ErrorFrame, encode_frame
+from ..wire.framing import FrameBuffer, append_chunk
+from .base import DEFAULT_CONNECT_TIMEOUT, DEFAULT_FRAME_TIMEOUT, Transport
 from .sockets import connect_socket_stream, connect_timeout_error
 
 #: How much to read per call; the same as the TCP transport.

@@ -29,13 +29,14 @@ FORBIDDEN = {
     "time",
 }
 #: The only modules outside the protocol package that the core may use (all sans-IO).
-ALLOWED_LIBRARY_MODULES = {
-    "anyio_rsocket.errors",
-    "anyio_rsocket.fragmentation",
-    "anyio_rsocket.frames",
-    "anyio_rsocket.framing",
-    "anyio_rsocket.lease",
-    "anyio_rsocket.payload",
+ALLOWED_LIBRARY_MODULES = {  # the wire layer, the only one below the core
+    "anyio_rsocket.wire",
+    "anyio_rsocket.wire.errors",
+    "anyio_rsocket.wire.fragmentation",
+    "anyio_rsocket.wire.frames",
+    "anyio_rsocket.wire.framing",
+    "anyio_rsocket.wire.lease",
+    "anyio_rsocket.wire.payload",
 }
 
 

@@ -27,21 +27,7 @@ from typing import Any, cast
 import anyio
 from anyio.abc import TaskGroup
 
-from .errors import (
-    ConnectionClosedError,
-    ConnectionLostError,
-    ErrorCode,
-    FrameError,
-    PeerClosedError,
-    ProtocolError,
-    RSocketError,
-    error_from_code,
-)
-from .frames import FLAG_COMPLETE, FLAG_NEXT, MAX_REQUEST_N
-from .handler import RequestHandler
-from .link import StreamOwner
-from .payload import Payload
-from .protocol import (
+from ..protocol import (
     CancelReceived,
     ConnectionClosingError,
     ConnectionEndedError,
@@ -63,6 +49,21 @@ from .protocol import (
     StreamFailed,
     TerminationCause,
 )
+from ..transports.base import Transport
+from ..wire.errors import (
+    ConnectionClosedError,
+    ConnectionLostError,
+    ErrorCode,
+    FrameError,
+    PeerClosedError,
+    ProtocolError,
+    RSocketError,
+    error_from_code,
+)
+from ..wire.frames import FLAG_COMPLETE, FLAG_NEXT, MAX_REQUEST_N
+from ..wire.payload import Payload
+from .handler import RequestHandler
+from .link import StreamOwner
 from .responder import (
     RESPONDER_CHANNEL_WINDOW,
     ResponderChannel,
@@ -75,7 +76,6 @@ from .responder import (
 )
 from .settings import WRITE_HIGH_WATER, PeerOptions
 from .setup_info import SetupInfo
-from .transports.base import Transport
 from .workers import WorkerPool
 
 if sys.version_info >= (3, 11):

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .payload import Payload
-from .protocol.streams import InteractionKind
+from ..protocol.streams import InteractionKind
+from ..wire.payload import Payload
 
 
 class StreamOwner(Protocol):

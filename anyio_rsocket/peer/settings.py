@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .fragmentation import DEFAULT_MAX_REASSEMBLED_SIZE, MIN_FRAGMENT_SIZE
-from .frames import MAX_31, MAX_FRAME_SIZE
-from .lease import LeaseStrategy
+from ..transports.base import DEFAULT_CONNECT_TIMEOUT, DEFAULT_FRAME_TIMEOUT
+from ..wire.fragmentation import DEFAULT_MAX_REASSEMBLED_SIZE, MIN_FRAGMENT_SIZE
+from ..wire.frames import MAX_31, MAX_FRAME_SIZE
+from ..wire.lease import LeaseStrategy
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_FRAME_TIMEOUT",
+    "DEFAULT_MAX_CONCURRENT_REQUESTS",
+    "WRITE_HIGH_WATER",
+    "PeerOptions",
+]
 
 #: Queued outbound bytes above which producers (responders, channel senders, fire-and-forget) wait.
 WRITE_HIGH_WATER = 1 << 20
-#: Default bound on reaching a usable connection (connect, TLS, upgrade, SETUP confirmation).
-DEFAULT_CONNECT_TIMEOUT = 10.0
-#: Default limit on receiving one whole frame once its first byte has arrived.
-DEFAULT_FRAME_TIMEOUT = 60.0
 #: Default cap on requests a peer may have us working on at once (each is a task).
 DEFAULT_MAX_CONCURRENT_REQUESTS = 10_000
 

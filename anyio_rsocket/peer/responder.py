@@ -1,0 +1,316 @@
+"""Responder side: the per-request state the reader feeds, and the tasks that run user handlers.
+
+Each inbound request gets a state object (a :class:`~.link.StreamOwner` the connection feeds
+synchronously) and a job on the connection's worker pool that runs the user's handler. Stream and
+channel handlers are async generators advanced only while the requester has credit. Everything goes
+to the wire through the connection's :class:`~.link.StreamLink` methods.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+
+from ..wire.errors import CONNECTION_ERROR_CODES, ErrorCode, RSocketError
+from ..wire.frames import FLAG_COMPLETE, FLAG_NEXT
+from ..wire.payload import Payload
+from .handler import RequestHandler
+from .link import StreamLink
+from .settings import WRITE_HIGH_WATER
+
+logger = logging.getLogger("anyio_rsocket")
+#: Every failure of a user's handler is logged here once, with its traceback.
+handler_logger = logging.getLogger("anyio_rsocket.handler")
+
+#: Credit a channel responder grants the requester at once (the core sends it, IX5), topped up as
+#: the handler consumes.
+RESPONDER_CHANNEL_WINDOW = 256
+
+
+def error_for(exc: BaseException, expose: bool = False) -> tuple[int, str]:
+    """The code and message of the ERROR that reports ``exc`` from a responder.
+
+    An ``RSocketError`` keeps its code and message. Anything else becomes APPLICATION_ERROR whose
+    message is the exception's type name, or its text too when ``expose`` is true (exception text
+    can hold paths, keys or SQL, so servers opt in with ``expose_errors=True``).
+    """
+    if isinstance(exc, RSocketError) and exc.code not in CONNECTION_ERROR_CODES and exc.code:
+        code, message = exc.code, exc.message
+    else:
+        code = ErrorCode.APPLICATION_ERROR
+        name = type(exc).__name__
+        text = str(exc) if expose else ""
+        message = f"{name}: {text}" if text else name
+    return code, message
+
+
+def is_handler_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` escaping a handler fails only its request (else it must propagate).
+
+    Ordinary exceptions do. So does the backend's cancellation exception when the handler raised it
+    itself (no enclosing scope of ours is cancelled: the effective deadline is not -inf); a real
+    cancellation, ``KeyboardInterrupt`` and ``SystemExit`` propagate.
+    """
+    if isinstance(exc, Exception):
+        return True
+    stray_cancellation = isinstance(exc, anyio.get_cancelled_exc_class())
+    return stray_cancellation and anyio.current_effective_deadline() != -math.inf
+
+
+def log_handler_failure(kind: str, stream_id: int, exc: BaseException) -> None:
+    """Log a handler's failure once, with its traceback, on the ``anyio_rsocket.handler`` logger.
+
+    ``RSocketError``s a handler raises on purpose (ApplicationError, RejectedError, ...) are part of
+    the protocol, so they are logged at DEBUG; anything else is an ERROR record.
+    """
+    level = logging.DEBUG if isinstance(exc, RSocketError) else logging.ERROR
+    handler_logger.log(level, "%s handler failed (stream %d)", kind, stream_id, exc_info=exc)
+
+
+class ResponderTask:
+    """A request-response being answered: cancelling it cancels the handler's task."""
+
+    __slots__ = ("link", "live", "scope", "stream_id")
+
+    def __init__(self, link: StreamLink, stream_id: int) -> None:
+        self.link = link
+        self.stream_id = stream_id
+        self.scope = anyio.CancelScope()
+        self.live = True  # we may still send our answer (or items)
+
+    def on_payload(self, data: bytes, metadata: bytes | None, flags: int) -> None:
+        pass
+
+    def on_error(self, error: BaseException) -> None:
+        self.on_cancel()
+
+    def on_request_n(self, n: int) -> None:
+        pass  # RN7
+
+    def on_cancel(self) -> None:
+        if self.live:
+            self.live = False
+            self.scope.cancel()
+
+    def on_connection_closed(self, error: BaseException) -> None:
+        self.live = False
+        self.scope.cancel()
+
+    def end(self) -> None:
+        """Our terminal frame went out: the interaction is over."""
+        self.live = False
+
+
+class ResponderStream(ResponderTask):
+    """A request-stream being answered: waits for the requester's credit (the core counts it)."""
+
+    __slots__ = ("_credit_event",)
+
+    def __init__(self, link: StreamLink, stream_id: int) -> None:
+        super().__init__(link, stream_id)
+        self._credit_event: anyio.Event | None = None
+
+    def on_request_n(self, n: int) -> None:
+        event = self._credit_event
+        if event is not None:
+            self._credit_event = None
+            event.set()
+
+    async def wait_for_credit(self) -> None:
+        link, stream_id = self.link, self.stream_id
+        while link.send_credit(stream_id) <= 0:
+            event = self._credit_event
+            if event is None:
+                event = self._credit_event = anyio.Event()
+            await event.wait()
+
+    def outbound_complete(self) -> None:
+        """Our COMPLETE went out: for a stream that ends the interaction."""
+        self.end()
+
+
+class ResponderChannel(ResponderStream):
+    """A request-channel being answered: credit for our half, a bounded buffer for theirs."""
+
+    __slots__ = ("_inbound_closed", "_inbound_done", "_items", "_waiter", "inbound")
+
+    def __init__(self, link: StreamLink, stream_id: int, requester_complete: bool) -> None:
+        super().__init__(link, stream_id)
+        # Bounded by the credit we grant (the core sent the first RESPONDER_CHANNEL_WINDOW, IX5, and
+        # refuses items beyond it, RN6); the reader appends without ever blocking.
+        self._items: deque[Payload] = deque()
+        self._waiter: anyio.Event | None = None
+        self._inbound_closed = False  # no more items will arrive
+        self._inbound_done = requester_complete
+        self.inbound = self._iterate_inbound()
+        if requester_complete:
+            self._close_inbound()
+
+    def _close_inbound(self) -> None:
+        self._inbound_closed = True
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.set()
+
+    async def _iterate_inbound(self) -> AsyncIterator[Payload]:
+        consumed = 0
+        refill = max(1, RESPONDER_CHANNEL_WINDOW // 2)
+        items = self._items
+        while True:
+            while not items:
+                if self._inbound_closed:
+                    return
+                waiter = self._waiter
+                if waiter is None:
+                    waiter = self._waiter = anyio.Event()
+                await waiter.wait()
+            yield items.popleft()
+            consumed += 1
+            if consumed >= refill and not self._inbound_done and self.live:
+                self.link.request_n(self.stream_id, consumed)
+                consumed = 0
+
+    def on_payload(self, data: bytes, metadata: bytes | None, flags: int) -> None:
+        if self._inbound_done:
+            return
+        if flags & FLAG_NEXT:
+            self._items.append(Payload(data, metadata))
+            waiter = self._waiter
+            if waiter is not None:
+                self._waiter = None
+                waiter.set()
+        if flags & FLAG_COMPLETE:
+            self._inbound_done = True
+            self._close_inbound()
+
+    def on_error(self, error: BaseException) -> None:
+        self._close_inbound()
+        self.on_cancel()
+
+    def on_cancel(self) -> None:
+        self._close_inbound()
+        super().on_cancel()
+
+    def outbound_complete(self) -> None:
+        if not self._inbound_done:
+            # [java] our handler is done, so nobody will consume the requester's half: stop it.
+            self._inbound_done = True
+            self._close_inbound()
+            self.link.cancel(self.stream_id)
+        self.end()
+
+    def on_connection_closed(self, error: BaseException) -> None:
+        self._close_inbound()
+        super().on_connection_closed(error)
+
+
+def _fail_stream(link: StreamLink, state: ResponderTask, kind: str, exc: BaseException) -> None:
+    """A handler failed: log it and, if the requester still listens, send ERROR on its stream."""
+    log_handler_failure(kind, state.stream_id, exc)
+    if state.live:
+        state.end()
+        link.send_error(state.stream_id, *error_for(exc, link.expose_errors))
+
+
+async def run_request_response(
+    link: StreamLink, handler: RequestHandler, state: ResponderTask, payload: Payload
+) -> None:
+    with state.scope:
+        try:
+            result = await handler.request_response(payload)
+            if result is not None and not isinstance(result, Payload):
+                raise TypeError(f"request_response handler returned {type(result).__name__}, not a Payload")
+            if state.live:
+                if link.write_backlog > WRITE_HIGH_WATER:
+                    await link.wait_writable()
+                if state.live and not link.is_closed:
+                    # Encoding may fail (oversized payload, wrong types): that fails this request only.
+                    if result is None:
+                        link.send_complete(state.stream_id)
+                    else:
+                        link.send_payload(state.stream_id, result, complete=True)
+                    state.end()
+        except BaseException as exc:
+            if not is_handler_failure(exc):
+                raise
+            _fail_stream(link, state, "request-response", exc)
+
+
+async def run_fire_and_forget(handler: RequestHandler, payload: Payload) -> None:
+    try:
+        await handler.fire_and_forget(payload)
+    except BaseException as exc:
+        if not is_handler_failure(exc):
+            raise
+        log_handler_failure("fire-and-forget", 0, exc)
+
+
+async def run_metadata_push(handler: RequestHandler, metadata: bytes) -> None:
+    try:
+        await handler.metadata_push(metadata)
+    except BaseException as exc:
+        if not is_handler_failure(exc):
+            raise
+        log_handler_failure("metadata-push", 0, exc)
+
+
+async def run_stream(
+    link: StreamLink,
+    handler: RequestHandler,
+    state: ResponderStream,
+    payload: Payload,
+    inbound: AsyncIterator[Payload] | None,
+) -> None:
+    """Drive a stream or channel handler.
+
+    The generator is pulled one item ahead of the requester's credit: the pulled item is held until
+    credit arrives, so the end of the stream is noticed (and COMPLETE sent, which needs no credit)
+    as soon as the generator finishes, even when the last item used the last credit.
+    """
+    generator: Any = None
+    stream_id = state.stream_id
+    kind = "request-stream" if inbound is None else "request-channel"
+    with state.scope:
+        try:
+            if inbound is None:
+                generator = handler.request_stream(payload)
+            else:
+                generator = handler.request_channel(payload, inbound)
+            if inspect.isawaitable(generator):
+                generator = await generator
+            next_item = generator.__anext__
+            send_next = link.send_next
+            wait_writable = link.wait_writable
+            while True:
+                try:
+                    item = await next_item()
+                except StopAsyncIteration:
+                    break
+                if not state.live:
+                    break
+                if not send_next(stream_id, item):  # no credit: hold the item until some arrives
+                    await state.wait_for_credit()
+                    send_next(stream_id, item)
+                await wait_writable()
+            if state.live:
+                link.send_complete(stream_id)
+                state.outbound_complete()
+        except BaseException as exc:
+            if not is_handler_failure(exc):
+                raise
+            _fail_stream(link, state, kind, exc)
+        finally:
+            aclose = getattr(generator, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+                    try:
+                        await aclose()
+                    except Exception as exc:
+                        log_handler_failure(kind, stream_id, exc)
