@@ -45,9 +45,11 @@ from .events import Event, TerminationCause
 from .inbound import InboundCore
 from .keepalive import keepalive_plan
 from .setup import SETUP_PROBE, default_setup
-from .streams import InteractionKind, PayloadSink, Stream, StreamInput, StreamState, new_stream
+from .streams import STREAM_TYPES, InteractionKind, PayloadSink, Stream, StreamInput, StreamState, new_stream
 
 _RR = InteractionKind.REQUEST_RESPONSE
+_FNF = InteractionKind.FIRE_AND_FORGET
+_RR_STREAM = STREAM_TYPES[_RR]
 _NC = FLAG_NEXT | FLAG_COMPLETE
 _REQUEST_RESPONSE_WORD = 0x1000
 _REQUEST_FNF_WORD = 0x1400
@@ -172,22 +174,52 @@ class ProtocolConnection(InboundCore):
 
         ``sink`` (here and on the other requests) is set at once, as :meth:`set_payload_sink` would.
         """
-        return self._open(
-            InteractionKind.REQUEST_RESPONSE,
-            lambda stream_id: RequestResponseFrame(stream_id, payload.data, payload.metadata),
-            now,
-            simple=(_REQUEST_RESPONSE_WORD, payload),
-            sink=sink,
-        )
+        return self._open_simple(_RR, _REQUEST_RESPONSE_WORD, payload, now, sink)
 
     def fire_and_forget(self, payload: Payload, *, now: float | None = None) -> int:
         """Send REQUEST_FNF; return the stream id it used (never registered, IX3)."""
-        return self._open(
-            InteractionKind.FIRE_AND_FORGET,
-            lambda stream_id: RequestFireAndForgetFrame(stream_id, payload.data, payload.metadata),
-            now,
-            simple=(_REQUEST_FNF_WORD, payload),
-        )
+        return self._open_simple(_FNF, _REQUEST_FNF_WORD, payload, now, None)
+
+    def _open_simple(
+        self,
+        kind: InteractionKind,
+        type_word: int,
+        payload: Payload,
+        now: float | None,
+        sink: PayloadSink | None,
+    ) -> int:
+        """REQUEST_RESPONSE or REQUEST_FNF: the per-request hot path of :meth:`_open`, which it
+        falls back to with leasing on or when the request needs fragmenting."""
+        if self._phase is not Phase.OPEN or self._draining:
+            self._check_can_request()
+        data, metadata = payload.data, payload.metadata
+        size = self._fragment_size
+        if self._lease.enabled or (
+            size is not None and len(data) + (len(metadata) + 3 if metadata is not None else 0) + 6 > size
+        ):
+            if kind is _RR:
+                return self._open(
+                    kind, lambda stream_id: RequestResponseFrame(stream_id, data, metadata), now, sink=sink
+                )
+            return self._open(
+                kind, lambda stream_id: RequestFireAndForgetFrame(stream_id, data, metadata), now
+            )
+        streams = self._streams
+        ids = self._ids
+        stream_id, following = ids.candidate(streams, len(streams))
+        try:  # an oversized request registers nothing and uses no id
+            encoded = encode_simple_request(type_word, stream_id, data, metadata)
+        except FrameTooLargeError as exc:
+            raise PayloadTooLargeError(str(exc)) from exc
+        except TypeError as exc:
+            raise LocalProtocolError(f"cannot encode the request: {exc}") from exc
+        ids.advance(following)
+        if kind is _RR:  # (IDLE, SEND_REQUEST) -> CLOSED for FNF: never registered
+            stream = streams[stream_id] = _RR_STREAM(stream_id, True, StreamState.HALF_CLOSED_LOCAL)
+            stream.sink = sink
+        self._outbox.append(encoded)  # _queue, inlined
+        self.bytes_to_send += len(encoded)
+        return stream_id
 
     def request_stream(
         self, payload: Payload, initial_n: int, *, now: float | None = None, sink: PayloadSink | None = None
@@ -234,14 +266,9 @@ class ProtocolConnection(InboundCore):
         now: float | None,
         initial_n: int = 0,
         event: StreamInput = StreamInput.SEND_REQUEST,
-        simple: tuple[int, Payload] | None = None,
         sink: PayloadSink | None = None,
     ) -> int:
-        """Check, allocate an id, encode and queue a request; register its stream (not for FNF).
-
-        ``simple`` (type word and payload of REQUEST_RESPONSE or REQUEST_FNF) lets a request that
-        needs no fragmentation be encoded without building a frame object.
-        """
+        """Check, allocate an id, encode and queue a request; register its stream (not for FNF)."""
         if self._phase is not Phase.OPEN or self._draining:
             self._check_can_request()
         now = self._now if now is None else now
@@ -252,10 +279,7 @@ class ProtocolConnection(InboundCore):
             raise LeaseRefusedError("the peer's lease allows no more requests now (L2)")
         streams = self._streams
         stream_id, following = self._ids.candidate(streams, len(streams))
-        # An oversized request registers nothing and uses no id.
-        frames = self._encode_simple(stream_id, *simple) if simple is not None else None
-        if frames is None:
-            frames = self._encode_item(make_frame(stream_id))
+        frames = self._encode_item(make_frame(stream_id))  # an oversized request registers nothing
         self._ids.advance(following)
         if lease.enabled:
             lease.received.try_spend(now)  # every request type counts once (L2, FG5)
@@ -265,19 +289,6 @@ class ProtocolConnection(InboundCore):
         for encoded in frames:
             self._queue(encoded)
         return stream_id
-
-    def _encode_simple(self, stream_id: int, type_word: int, payload: Payload) -> list[bytes] | None:
-        """REQUEST_RESPONSE or REQUEST_FNF in one frame; None when it must be fragmented."""
-        data, metadata = payload.data, payload.metadata
-        size = self.config.fragment_size
-        if size is not None and len(data) + (len(metadata) + 3 if metadata is not None else 0) + 6 > size:
-            return None
-        try:
-            return [encode_simple_request(type_word, stream_id, data, metadata)]
-        except FrameTooLargeError as exc:
-            raise PayloadTooLargeError(str(exc)) from exc
-        except TypeError as exc:
-            raise LocalProtocolError(f"cannot encode the request: {exc}") from exc
 
     # --- stream intents ------------------------------------------------------------------------
 

@@ -63,6 +63,10 @@ _HEADER = struct.Struct(">IH")
 #: A PAYLOAD frame without F (type 0x0A): the type bits plus F must match exactly.
 _PAYLOAD_MASK = 0xFC00 | FLAG_FOLLOWS
 _PAYLOAD_WORD = 0x2800
+#: REQUEST_RESPONSE and REQUEST_FNF without F, under the same mask.
+_REQUEST_RESPONSE_WORD = 0x1000
+_REQUEST_FNF_WORD = 0x1400
+_FNF = InteractionKind.FIRE_AND_FORGET
 _NC = FLAG_NEXT | FLAG_COMPLETE
 _SETUP_ERROR_CODES = frozenset(
     {
@@ -182,12 +186,21 @@ class InboundCore(CoreBase):
             try:
                 # Fast path for the bulk of traffic: a whole PAYLOAD goes to its stream without
                 # building a frame object (the same validation as decode_frame).
-                whole_payload = False
+                masked = 0
                 if len(raw) >= 6:
                     stream_id, word = _HEADER.unpack_from(raw)
                     stream_id &= MAX_31
-                    whole_payload = word & _PAYLOAD_MASK == _PAYLOAD_WORD and stream_id not in partials
-                if whole_payload:
+                    masked = word & _PAYLOAD_MASK
+                    if partials and stream_id in partials:
+                        masked = 0  # fragments in progress on this stream: the general path
+                if masked == _REQUEST_RESPONSE_WORD and not partials:
+                    # Unfragmented simple requests skip the frame objects too (as decode_frame).
+                    metadata, data = split_metadata(raw, 6, word, "REQUEST_RESPONSE")
+                    self._request_response(stream_id, data, metadata)
+                elif masked == _REQUEST_FNF_WORD and not partials:
+                    metadata, data = split_metadata(raw, 6, word, "REQUEST_FNF")
+                    self._fire_and_forget(stream_id, data, metadata)
+                elif masked == _PAYLOAD_WORD:
                     metadata, data = split_metadata(raw, 6, word, "PAYLOAD")
                     stream = streams.get(stream_id)
                     if stream is None:
@@ -385,17 +398,21 @@ class InboundCore(CoreBase):
         return stream
 
     def _on_request_response(self, frame: RequestResponseFrame) -> None:
-        stream_id = frame.stream_id
+        self._request_response(frame.stream_id, frame.data, frame.metadata)
+
+    def _request_response(self, stream_id: int, data: bytes, metadata: bytes | None) -> None:
         if self._accept_request(stream_id, _RR):
             self._streams[stream_id] = _RR_STREAM(stream_id, False, StreamState.HALF_CLOSED_REMOTE, 1)
             self._inbound_live += 1
-            self._events.append(RequestReceived(_RR, stream_id, Payload(frame.data, frame.metadata)))
+            self._events.append(RequestReceived(_RR, stream_id, Payload(data, metadata)))
 
     def _on_fire_and_forget(self, frame: RequestFireAndForgetFrame) -> None:
-        kind = InteractionKind.FIRE_AND_FORGET
-        if self._accept_request(frame.stream_id, kind, answerable=False):
+        self._fire_and_forget(frame.stream_id, frame.data, frame.metadata)
+
+    def _fire_and_forget(self, stream_id: int, data: bytes, metadata: bytes | None) -> None:
+        if self._accept_request(stream_id, _FNF, answerable=False):
             # (IDLE, RECV_REQUEST) -> CLOSED: the stream is over at once and never registered.
-            self._events.append(RequestReceived(kind, frame.stream_id, Payload(frame.data, frame.metadata)))
+            self._events.append(RequestReceived(_FNF, stream_id, Payload(data, metadata)))
 
     def _on_request_stream(self, frame: RequestStreamFrame) -> None:
         kind = InteractionKind.REQUEST_STREAM
