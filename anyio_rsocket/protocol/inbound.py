@@ -190,17 +190,9 @@ class InboundCore(CoreBase):
                 if len(raw) >= 6:
                     stream_id, word = _HEADER.unpack_from(raw)
                     stream_id &= MAX_31
-                    masked = word & _PAYLOAD_MASK
-                    if partials and stream_id in partials:
-                        masked = 0  # fragments in progress on this stream: the general path
-                if masked == _REQUEST_RESPONSE_WORD and not partials:
-                    # Unfragmented simple requests skip the frame objects too (as decode_frame).
-                    metadata, data = split_metadata(raw, 6, word, "REQUEST_RESPONSE")
-                    self._request_response(stream_id, data, metadata)
-                elif masked == _REQUEST_FNF_WORD and not partials:
-                    metadata, data = split_metadata(raw, 6, word, "REQUEST_FNF")
-                    self._fire_and_forget(stream_id, data, metadata)
-                elif masked == _PAYLOAD_WORD:
+                    # Fragments in progress (anywhere) take the general path.
+                    masked = word & _PAYLOAD_MASK if not partials else 0
+                if masked == _PAYLOAD_WORD:
                     metadata, data = split_metadata(raw, 6, word, "PAYLOAD")
                     stream = streams.get(stream_id)
                     if stream is None:
@@ -219,6 +211,13 @@ class InboundCore(CoreBase):
                             sink(data, metadata, flags)
                             continue
                     self._deliver(stream, data, metadata, flags)
+                elif masked == _REQUEST_RESPONSE_WORD:
+                    # Unfragmented simple requests skip the frame objects too (as decode_frame).
+                    metadata, data = split_metadata(raw, 6, word, "REQUEST_RESPONSE")
+                    self._request_response(stream_id, data, metadata)
+                elif masked == _REQUEST_FNF_WORD:
+                    metadata, data = split_metadata(raw, 6, word, "REQUEST_FNF")
+                    self._fire_and_forget(stream_id, data, metadata)
                 else:
                     decoded = decode_frame(raw)
                     frame: Frame | None = decoded
