@@ -150,6 +150,7 @@ LONG_SETUP = SetupFrame(
 )
 
 
+@pytest.mark.virtual_time
 async def test_server_holds_a_silent_client_to_max_lifetime_cap() -> None:
     """A client asking for a two-hour lifetime is dropped after the server's 0.5 s cap of silence."""
     with anyio.fail_after(5):
@@ -164,6 +165,7 @@ async def test_server_holds_a_silent_client_to_max_lifetime_cap() -> None:
             assert 0.4 <= anyio.current_time() - started < 3
 
 
+@pytest.mark.virtual_time
 async def test_capped_keepalive_interval_probes_and_echoes_keep_the_client() -> None:
     """With the interval capped, the server sends KEEPALIVE(R) itself; echoing keeps the connection
     open well past the capped lifetime."""

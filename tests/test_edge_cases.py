@@ -124,6 +124,7 @@ async def test_stream_id_wrap_skips_live_ids_ID2() -> None:
             assert ids == [3, 5, 7, 3]
 
 
+@pytest.mark.virtual_time
 async def test_server_keepalives_are_optional_K1() -> None:
     with anyio.fail_after(5):
         async with raw_client(
@@ -133,6 +134,7 @@ async def test_server_keepalives_are_optional_K1() -> None:
             assert keepalive.respond
 
 
+@pytest.mark.virtual_time
 async def test_silent_client_is_dropped_by_server_after_lifetime_K3() -> None:
     with anyio.fail_after(5):
         async with raw_client(lambda rs: Counting(), setup=SetupFrame(1000, 200, "a/b", "c/d")) as peer:

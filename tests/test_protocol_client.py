@@ -113,6 +113,7 @@ async def test_setup_errors_are_ignored_after_establishment_S10() -> None:
             assert not rs.is_closed
 
 
+@pytest.mark.virtual_time
 async def test_keepalive_sent_every_interval_K1() -> None:
     with anyio.fail_after(5):
         async with raw_server(keepalive_interval=0.02) as (_rs, peer):
@@ -131,6 +132,7 @@ async def test_keepalive_echo_is_identical_and_never_answers_answers_K2() -> Non
             assert not echo.respond and echo.data == b"\x00\x01binary"
 
 
+@pytest.mark.virtual_time
 async def test_silent_peer_ends_connection_after_max_lifetime_K3() -> None:
     """A peer that says nothing for max-lifetime is dead: pending calls fail, the block exits."""
     with anyio.fail_after(5):

@@ -221,7 +221,6 @@ class CoreDriver:
         self._timer_scope = anyio.CancelScope()
         self._writer_scope = anyio.CancelScope()
         self._on_event: dict[type, Callable[[Any], None]] = {
-            StreamEnded: self._on_stream_ended,
             RequestReceived: self._on_request,
             RequestNReceived: self._on_request_n,
             CancelReceived: self._on_cancel,
@@ -396,13 +395,14 @@ class CoreDriver:
 
     def _handle_events(self, events: list[Event]) -> None:
         on_event = self._on_event
+        streams = self._streams
         for event in events:
+            if type(event) is StreamEnded:  # the most frequent event: one per stream
+                streams.pop(event.stream_id, None)
+                continue
             handler = on_event.get(type(event))
             if handler is not None:
                 handler(event)
-
-    def _on_stream_ended(self, event: StreamEnded) -> None:
-        self._streams.pop(event.stream_id, None)
 
     def _on_payload(self, event: PayloadReceived) -> None:
         owner = self._streams.get(event.stream_id)
