@@ -10,7 +10,7 @@ import sys
 import anyio
 from anyio.abc import ByteStream, TaskStatus
 
-from ..protocol import Phase, ProtocolConnection, SetupReceived
+from ..protocol import ProtocolConnection, SetupReceived
 from ..transports.base import Transport
 from ..transports.tcp import ByteStreamTransport
 from ..wire.errors import ConnectionClosedError, FrameError, RejectedSetupError, SetupError
@@ -34,14 +34,14 @@ SETUP_TIMEOUT = 30.0
 
 
 async def _refuse(transport: Transport, error: SetupError, core: ProtocolConnection | None = None) -> None:
-    """Answer SETUP with ERROR[``error.code``] (through the core once it has seen the SETUP)."""
-    core = core or ProtocolConnection(client=False)
-    if core.phase is Phase.SETUP_RECEIVED:
-        core.reject_setup(error.code, error.message)
-        await _flush(transport, core)
-    else:
+    """Answer SETUP with ERROR[``error.code``]: through the core once it has seen the SETUP, directly
+    when not even one frame could be read."""
+    if core is None:
         frame = ErrorFrame(0, error.code, error.message.encode("utf-8", "replace"))
         await _send_quietly(transport, [encode_frame(frame)])
+    else:
+        core.reject_setup(error.code, error.message)
+        await _flush(transport, core)
 
 
 async def _flush(transport: Transport, core: ProtocolConnection) -> None:
