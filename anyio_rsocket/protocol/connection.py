@@ -45,11 +45,18 @@ from .events import Event, TerminationCause
 from .inbound import InboundCore
 from .keepalive import keepalive_plan
 from .setup import SETUP_PROBE, default_setup
-from .streams import STREAM_TYPES, InteractionKind, PayloadSink, Stream, StreamInput, StreamState, new_stream
+from .streams import (
+    RR_REQUESTER_STREAM,
+    InteractionKind,
+    PayloadSink,
+    Stream,
+    StreamInput,
+    StreamState,
+    new_stream,
+)
 
 _RR = InteractionKind.REQUEST_RESPONSE
 _FNF = InteractionKind.FIRE_AND_FORGET
-_RR_STREAM = STREAM_TYPES[_RR]
 _NC = FLAG_NEXT | FLAG_COMPLETE
 _REQUEST_RESPONSE_WORD = 0x1000
 _REQUEST_FNF_WORD = 0x1400
@@ -215,7 +222,7 @@ class ProtocolConnection(InboundCore):
             raise LocalProtocolError(f"cannot encode the request: {exc}") from exc
         ids.advance(following)
         if kind is _RR:  # (IDLE, SEND_REQUEST) -> CLOSED for FNF: never registered
-            stream = streams[stream_id] = _RR_STREAM(stream_id, True, StreamState.HALF_CLOSED_LOCAL)
+            stream = streams[stream_id] = RR_REQUESTER_STREAM(stream_id, True, StreamState.HALF_CLOSED_LOCAL)
             stream.sink = sink
         self._outbox.append(encoded)  # _queue, inlined
         self.bytes_to_send += len(encoded)
@@ -319,7 +326,6 @@ class ProtocolConnection(InboundCore):
                 raise LocalProtocolError(f"cannot encode the payload: {exc}") from exc
         else:
             frames = self._encode_payload(stream.stream_id, data, metadata, _NC)
-        stream.send_credit.value = 0
         for encoded in frames:
             self._queue(encoded)
         self._release(stream)
@@ -369,7 +375,8 @@ class ProtocolConnection(InboundCore):
             raise LocalProtocolError(f"no credit to send on stream {stream_id}: wait for REQUEST_N (RN2)")
         flags = FLAG_NEXT | (FLAG_COMPLETE if complete else 0)
         frames = self._encode_payload(stream_id, payload.data, payload.metadata, flags)
-        credit.consume()
+        if stream.kind is not _RR:  # one answer: the table allows no second (credit is shared)
+            credit.consume()
         for encoded in frames:
             self._queue(encoded)
         self._set_state(stream, target)

@@ -57,7 +57,7 @@ from .events import (
     TerminationCause,
 )
 from .setup import validate_setup
-from .streams import STREAM_TYPES, InteractionKind, Stream, StreamInput, StreamState, new_stream
+from .streams import RR_RESPONDER_STREAM, InteractionKind, Stream, StreamInput, StreamState, new_stream
 
 _HEADER = struct.Struct(">IH")
 #: A PAYLOAD frame without F (type 0x0A): the type bits plus F must match exactly.
@@ -77,7 +77,6 @@ _SETUP_ERROR_CODES = frozenset(
     }
 )
 _RR = InteractionKind.REQUEST_RESPONSE
-_RR_STREAM = STREAM_TYPES[_RR]  # a received REQUEST_RESPONSE starts half-closed-remote
 
 
 class InboundCore(CoreBase):
@@ -401,7 +400,7 @@ class InboundCore(CoreBase):
 
     def _request_response(self, stream_id: int, data: bytes, metadata: bytes | None) -> None:
         if self._accept_request(stream_id, _RR):
-            self._streams[stream_id] = _RR_STREAM(stream_id, False, StreamState.HALF_CLOSED_REMOTE, 1)
+            self._streams[stream_id] = RR_RESPONDER_STREAM(stream_id, False, StreamState.HALF_CLOSED_REMOTE)
             self._inbound_live += 1
             self._events.append(RequestReceived(_RR, stream_id, Payload(data, metadata)))
 

@@ -278,6 +278,38 @@ STREAM_TYPES: dict[InteractionKind, type[Stream]] = {
 }
 
 
+def _without_credit_objects(
+    self: Stream, stream_id: int, local: bool, state: StreamState, send_credit: int = 0, recv_credit: int = 0
+) -> None:
+    self.stream_id = stream_id
+    self.local = local
+    self.state = state
+    self.sink = None
+
+
+def _request_response_type(local: bool) -> type[Stream]:
+    """Request-response streams carry one item each way, which the state table alone enforces, so
+    they share their (never changed) credit values instead of allocating two per request."""
+    return cast(
+        "type[Stream]",
+        type(
+            "RequestResponseRequesterStream" if local else "RequestResponseResponderStream",
+            (STREAM_TYPES[InteractionKind.REQUEST_RESPONSE],),
+            {
+                "__slots__": (),
+                "__init__": _without_credit_objects,
+                "send_credit": Credit(0 if local else 1),
+                "recv_credit": Credit(0),
+            },
+        ),
+    )
+
+
+#: The stream types of a request-response we sent (requester) and one we received (responder).
+RR_REQUESTER_STREAM = _request_response_type(local=True)
+RR_RESPONDER_STREAM = _request_response_type(local=False)
+
+
 def new_stream(
     stream_id: int,
     kind: InteractionKind,
@@ -287,5 +319,8 @@ def new_stream(
     recv_credit: int = 0,
 ) -> Stream:
     """A stream of ``kind`` in the state its opening request (sent or received) leads to."""
-    cls = STREAM_TYPES[kind]
+    if kind is InteractionKind.REQUEST_RESPONSE:
+        cls = RR_REQUESTER_STREAM if local else RR_RESPONDER_STREAM
+    else:
+        cls = STREAM_TYPES[kind]
     return cls(stream_id, local, cls.table[(StreamState.IDLE, opened_by)], send_credit, recv_credit)
