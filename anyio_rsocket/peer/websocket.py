@@ -116,6 +116,7 @@ async def serve_websocket(
     path: str | None = "/",
     subprotocols: Sequence[str] = (),
     ssl_context: ssl.SSLContext | None = None,
+    handshake_timeout: float = HANDSHAKE_TIMEOUT,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
     **options: Unpack[ServerOptions],
 ) -> None:
@@ -124,13 +125,21 @@ async def serve_websocket(
     Use it like :func:`~anyio_rsocket.serve_tcp`: ``port = await task_group.start(serve_websocket,
     factory, host, 0)`` reports the bound port once connections are accepted. Upgrades are accepted
     on ``path`` only (``None``: any path; others get 404). Of ``subprotocols``, the first one the
-    client offers is agreed on. Each connection runs in its own task group; cancelling the server
-    closes every connection with a WebSocket Close. ``options`` are those of
+    client offers is agreed on. ``handshake_timeout`` bounds how long a new connection may take to
+    send its upgrade request (after a TLS handshake, if any). Each connection runs in its own task
+    group; cancelling the server closes every connection with a WebSocket Close. ``options`` are those of
     :func:`~anyio_rsocket.serve_tcp` (:class:`~anyio_rsocket.options.ServerOptions`).
     """
 
     async def serve_one(stream: ByteStream) -> None:
-        await serve_websocket_stream(stream, handler_factory, path=path, subprotocols=subprotocols, **options)
+        await serve_websocket_stream(
+            stream,
+            handler_factory,
+            path=path,
+            subprotocols=subprotocols,
+            handshake_timeout=handshake_timeout,
+            **options,
+        )
 
     await serve_listener(
         serve_one,
