@@ -253,7 +253,14 @@ class RequestStream(ObjectReceiveStream[Payload]):
         if self._inbound_done:
             return
         if flags & FLAG_NEXT:
-            self._push(Payload(data, metadata))
+            # _push, inlined (once per received item)
+            self._items.append(Payload(data, metadata))
+            cost = self._buffered_cost = self._buffered_cost + len(data) + _ITEM_OVERHEAD
+            if cost > STREAM_HIGH_WATER and not self._congested:
+                self._congested = True
+                self._link.stream_congested()
+            if self._item_waiter is not None:
+                self._wake_consumer()
         if flags & FLAG_COMPLETE:
             self._on_inbound_complete()
 

@@ -14,6 +14,7 @@ violations never raise, they become events.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 
 from ..wire.errors import CONNECTION_ERROR_CODES, ErrorCode, FrameTooLargeError
@@ -21,6 +22,7 @@ from ..wire.fragmentation import FragmentableFrame
 from ..wire.frames import (
     FLAG_COMPLETE,
     FLAG_NEXT,
+    MAX_FRAME_SIZE,
     MAX_REQUEST_N,
     CancelFrame,
     ErrorFrame,
@@ -60,6 +62,11 @@ _FNF = InteractionKind.FIRE_AND_FORGET
 _NC = FLAG_NEXT | FLAG_COMPLETE
 _REQUEST_RESPONSE_WORD = 0x1000
 _REQUEST_FNF_WORD = 0x1400
+#: PAYLOAD with N (type 0x0A): the type word of every item ``send_next`` encodes inline.
+_PAYLOAD_NEXT_WORD = 0x2800 | FLAG_NEXT
+#: Data of a PAYLOAD without metadata that fits in one frame (the 6-byte header counts).
+_MAX_PLAIN_PAYLOAD_DATA = MAX_FRAME_SIZE - 6
+_pack_header = struct.Struct(">IH").pack
 _SEND_PAYLOAD_INPUTS = {False: StreamInput.SEND_NEXT, True: StreamInput.SEND_NEXT_COMPLETE}
 
 
@@ -347,7 +354,10 @@ class ProtocolConnection(InboundCore):
             size = self._fragment_size
             if size is None or len(data) + (len(metadata) + 3 if metadata is not None else 0) + 6 <= size:
                 try:
-                    encoded = encode_payload(stream_id, data, metadata, FLAG_NEXT)
+                    if metadata is None and len(data) <= _MAX_PLAIN_PAYLOAD_DATA:
+                        encoded = _pack_header(stream_id, _PAYLOAD_NEXT_WORD) + data  # encode_payload inlined
+                    else:
+                        encoded = encode_payload(stream_id, data, metadata, FLAG_NEXT)
                 except FrameTooLargeError as exc:
                     raise PayloadTooLargeError(str(exc)) from exc
                 except TypeError as exc:

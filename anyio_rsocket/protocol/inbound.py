@@ -14,6 +14,7 @@ from ..wire.errors import ErrorCode, FrameError, SetupError
 from ..wire.frames import (
     FLAG_COMPLETE,
     FLAG_FOLLOWS,
+    FLAG_METADATA,
     FLAG_NEXT,
     MAX_31,
     CancelFrame,
@@ -192,7 +193,10 @@ class InboundCore(CoreBase):
                     # Fragments in progress (anywhere) take the general path.
                     masked = word & _PAYLOAD_MASK if not partials else 0
                 if masked == _PAYLOAD_WORD:
-                    metadata, data = split_metadata(raw, 6, word, "PAYLOAD")
+                    if word & FLAG_METADATA:
+                        metadata, data = split_metadata(raw, 6, word, "PAYLOAD")
+                    else:  # the common case, without the call
+                        metadata, data = None, raw[6:]
                     stream = streams.get(stream_id)
                     if stream is None:
                         continue  # U2: unknown or finished streams are dropped
