@@ -66,7 +66,7 @@ class ASGIWebSocketTransport(Transport):
         for frame in frames:
             if len(frame) > self._max_frame_size:
                 raise FrameTooLargeError(
-                    f"frame of {len(frame)} bytes exceeds the {self._max_frame_size}-byte limit (T3)"
+                    f"frame of {len(frame)} bytes exceeds the {self._max_frame_size}-byte frame limit"
                 )
         for frame in frames:
             await self._send_message({"type": "websocket.send", "bytes": frame})
@@ -85,11 +85,11 @@ class ASGIWebSocketTransport(Transport):
                 data = message.get("bytes")
                 if data is None:
                     await self._violation(
-                        "text WebSocket messages are not RSocket frames (T2)", _UNSUPPORTED_DATA
+                        "text WebSocket messages are not RSocket frames (binary only)", _UNSUPPORTED_DATA
                     )
                 elif len(data) > self._max_frame_size:
                     await self._violation(
-                        f"WebSocket message of {len(data)} bytes exceeds the frame limit (T3)",
+                        f"WebSocket message of {len(data)} bytes exceeds the frame limit",
                         _MESSAGE_TOO_BIG,
                     )
                 else:

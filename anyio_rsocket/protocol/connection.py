@@ -93,7 +93,7 @@ class ProtocolConnection(InboundCore):
             raise LocalProtocolError("initiate() was already called")
         setup = setup or default_setup(self.config)
         if setup.keepalive_interval <= 0 or setup.max_lifetime <= 0:
-            raise LocalProtocolError("keepalive interval and max lifetime must be positive (F2)")
+            raise LocalProtocolError("keepalive interval and max lifetime must be positive")
         try:
             encoded = encode_frame(setup)
         except (ValueError, TypeError) as exc:
@@ -157,7 +157,7 @@ class ProtocolConnection(InboundCore):
         expired, send_keepalive = self._keepalive.poll(now)
         if expired:
             lifetime = self._keepalive.lifetime
-            message = f"no frame from the peer for {lifetime:g} s (K3)"
+            message = f"no frame from the peer for {lifetime:g} s (its keepalive lifetime)"
             self._terminate(ErrorCode.CONNECTION_CLOSE, message, TerminationCause.TIMEOUT)
             return self._take_events()
         if send_keepalive:
@@ -289,8 +289,8 @@ class ProtocolConnection(InboundCore):
         lease = self._lease
         if lease.enabled and not lease.received.available(now):
             if not lease.received.received:
-                raise LeaseRefusedError("no LEASE received from the peer yet (S6)")
-            raise LeaseRefusedError("the peer's lease allows no more requests now (L2)")
+                raise LeaseRefusedError("no LEASE received from the peer yet (leasing was negotiated)")
+            raise LeaseRefusedError("the peer's lease allows no more requests now")
         streams = self._streams
         stream_id, following = self._ids.candidate(streams, len(streams))
         frames = self._encode_item(make_frame(stream_id))  # an oversized request registers nothing
@@ -382,7 +382,7 @@ class ProtocolConnection(InboundCore):
             target = self._require(stream, event)  # raises
         credit = stream.send_credit
         if credit.value <= 0:
-            raise LocalProtocolError(f"no credit to send on stream {stream_id}: wait for REQUEST_N (RN2)")
+            raise LocalProtocolError(f"no credit to send on stream {stream_id}: wait for REQUEST_N")
         flags = FLAG_NEXT | (FLAG_COMPLETE if complete else 0)
         frames = self._encode_payload(stream_id, payload.data, payload.metadata, flags)
         if stream.kind is not _RR:  # one answer: the table allows no second (credit is shared)

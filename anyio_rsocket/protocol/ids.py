@@ -56,6 +56,4 @@ class StreamIdAllocator:
             if stream_id not in live:
                 return stream_id, following
             stream_id = following
-        raise StreamIdsExhaustedError(
-            "every stream id is in use on this connection; wait for one to end (ID2)"
-        )
+        raise StreamIdsExhaustedError("every stream id is in use on this connection; wait for one to end")

@@ -381,7 +381,7 @@ class InboundCore(CoreBase):
         if self._draining:
             reason = "connection is closing"
         elif self._lease.enabled and not self._lease.granted.try_spend(self._now):
-            reason = "request exceeds the lease granted to the requester (L3)"
+            reason = "request exceeds the lease granted to the requester"
         elif answerable and self._inbound_live >= self.config.max_concurrent_requests:
             reason = "too many concurrent requests on this connection"
         if reason is None:

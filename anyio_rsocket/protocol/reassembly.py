@@ -87,4 +87,6 @@ class ReassemblyTable:
 
     def _check_budget(self) -> None:
         if self.held > 4 * self._max_size:
-            raise FrameError("fragments held for all streams exceed the connection's reassembly budget (FG7)")
+            raise FrameError(
+                "fragments held for all streams exceed the reassembly budget (4x max_reassembled_size)"
+            )

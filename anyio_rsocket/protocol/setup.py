@@ -34,7 +34,7 @@ def validate_setup(raw: bytes) -> SetupFrame:
             "this server speaks 1.0"
         )
     if frame.keepalive_interval <= 0 or frame.max_lifetime <= 0:
-        raise SetupError("keepalive interval and max lifetime must be positive (F2)")
+        raise SetupError("keepalive interval and max lifetime must be positive")
     if frame.resume_token is not None:
         raise SetupError("resumption is not supported by this server", ErrorCode.REJECTED_SETUP)
     return frame

@@ -198,7 +198,7 @@ class WebSocketTransport(Transport):
         for frame in frames:
             if len(frame) > MAX_FRAME_SIZE:
                 raise FrameTooLargeError(
-                    f"frame of {len(frame)} bytes exceeds the {MAX_FRAME_SIZE}-byte limit (T3)"
+                    f"frame of {len(frame)} bytes exceeds the {MAX_FRAME_SIZE}-byte frame limit"
                 )
         if self._error is not None:
             raise ConnectionClosedError(self._error.message)
@@ -290,7 +290,7 @@ class WebSocketTransport(Transport):
                     if event.message_finished or self._dropped > MAX_FRAME_SIZE:
                         return frames, to_send + self._violation(
                             f"WebSocket message announced more than the {self._max_frame_size}-byte "
-                            "frame limit (T3)",
+                            "frame limit",
                             CloseReason.MESSAGE_TOO_BIG,
                         )
                     continue
@@ -299,7 +299,7 @@ class WebSocketTransport(Transport):
                     if len(data) > self._max_frame_size:
                         return frames, to_send + self._violation(
                             f"WebSocket message of {len(data)} bytes exceeds the "
-                            f"{self._max_frame_size}-byte frame limit (T3)",
+                            f"{self._max_frame_size}-byte frame limit",
                             CloseReason.MESSAGE_TOO_BIG,
                         )
                     frames.append(data)
@@ -310,7 +310,7 @@ class WebSocketTransport(Transport):
                     if event.message_finished:
                         return frames, to_send + self._violation(
                             f"WebSocket message of {received} bytes exceeds the "
-                            f"{self._max_frame_size}-byte frame limit (T3)",
+                            f"{self._max_frame_size}-byte frame limit",
                             CloseReason.MESSAGE_TOO_BIG,
                         )
                     self._refuse(received)
@@ -323,7 +323,8 @@ class WebSocketTransport(Transport):
                     self._partial_size = 0
             elif isinstance(event, TextMessage):
                 return frames, to_send + self._violation(
-                    "text WebSocket messages are not RSocket frames (T2)", CloseReason.UNSUPPORTED_DATA
+                    "text WebSocket messages are not RSocket frames (binary only)",
+                    CloseReason.UNSUPPORTED_DATA,
                 )
             elif isinstance(event, Ping):
                 if self._ws.state is ConnectionState.OPEN:

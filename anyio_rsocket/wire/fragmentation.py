@@ -117,7 +117,9 @@ class Reassembler:
     def _add(self, metadata: bytes | None, data: bytes) -> None:
         if metadata is not None:
             if self._saw_data:
-                raise ReassemblyError("fragment carries metadata after data had begun (FG3)")
+                raise ReassemblyError(
+                    "fragment carries metadata after data had begun (metadata must come first)"
+                )
             if self._metadata is None:
                 self._metadata = []
             self._metadata.append(metadata)
@@ -128,7 +130,7 @@ class Reassembler:
             self.size += len(data)
         if self.size > self._max_size:
             raise ReassemblyError(
-                f"reassembled payload exceeds the {self._max_size}-byte limit (FG7); "
+                f"reassembled payload exceeds the {self._max_size}-byte limit (max_reassembled_size); "
                 "the peer's fragments would use unbounded memory"
             )
 
