@@ -22,6 +22,7 @@ from .protocol.errors import (
     RemoteProtocolError,
     StreamIdsExhaustedError,
 )
+from .protocol.policy import Backoff, Resume
 from .router import Router
 from .transports import memory_transport_pair
 from .wire.errors import (
@@ -79,6 +80,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DEFAULT_INITIAL_N",
     "ApplicationError",
+    "Backoff",
     "CanceledError",
     "ConnectionClosedError",
     "ConnectTimeoutError",
@@ -98,6 +100,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PeerClosedError",
     "ProtocolError",
+    "Resume",
     "RSocket",
     "RSocketASGIApp",
     "RSocketError",
