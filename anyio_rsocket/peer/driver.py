@@ -290,7 +290,10 @@ class CoreDriver:
             raise self._local_error(exc) from None
         if owner is not None:
             self._streams[stream_id] = owner
-        self._wake_writer()
+        wakeup = self._writer_wakeup  # _wake_writer, inlined (once per request)
+        if wakeup is not None:
+            self._writer_wakeup = None
+            wakeup.set()
         return stream_id
 
     def send_next(self, stream_id: int, payload: Payload) -> bool:
@@ -318,7 +321,15 @@ class CoreDriver:
         except LocalProtocolError as exc:
             raise self._local_error(exc) from None
         if complete:
-            self._handle_events(self._core.pop_events())
+            events = self._core.pop_events()
+            if len(events) == 1:  # the usual: our answer ended its stream (StreamEnded)
+                event = events[0]
+                if type(event) is StreamEnded:
+                    self._streams.pop(event.stream_id, None)
+                else:
+                    self._handle_events(events)
+            else:
+                self._handle_events(events)
         wakeup = self._writer_wakeup
         if wakeup is not None:
             self._writer_wakeup = None

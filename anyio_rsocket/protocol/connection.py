@@ -326,15 +326,16 @@ class ProtocolConnection(InboundCore):
         size = self._fragment_size
         if size is None or len(data) + (len(metadata) + 3 if metadata is not None else 0) + 6 <= size:
             try:
-                frames = [encode_payload(stream.stream_id, data, metadata, _NC)]
+                encoded = encode_payload(stream.stream_id, data, metadata, _NC)
             except FrameTooLargeError as exc:
                 raise PayloadTooLargeError(str(exc)) from exc
             except TypeError as exc:
                 raise LocalProtocolError(f"cannot encode the payload: {exc}") from exc
+            self._outbox.append(encoded)  # _queue, inlined
+            self.bytes_to_send += len(encoded)
         else:
-            frames = self._encode_payload(stream.stream_id, data, metadata, _NC)
-        for encoded in frames:
-            self._queue(encoded)
+            for encoded in self._encode_payload(stream.stream_id, data, metadata, _NC):
+                self._queue(encoded)
         self._release(stream)
 
     def send_next(self, stream_id: int, payload: Payload) -> bool:

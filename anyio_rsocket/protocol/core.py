@@ -156,10 +156,12 @@ class CoreBase:
         return events
 
     def _queue(self, frame: bytes) -> None:
-        """The single exit of every outgoing frame.
+        """The exit of every outgoing frame.
 
-        Resumption hooks in here: frames on streams other than 0 advance the implied send position
-        (R2) and are kept in a sent-frame store until the peer's KEEPALIVE confirms them (R3).
+        Three hot paths (a request-response sent, its answer, a stream item) append to the outbox
+        themselves; each is marked ``# _queue, inlined``. Resumption hooks in here and at those
+        marks: frames on streams other than 0 advance the implied send position and are kept in a
+        sent-frame store until the peer's KEEPALIVE confirms them.
         """
         self._outbox.append(frame)
         self.bytes_to_send += len(frame)

@@ -35,6 +35,10 @@ class StreamIdAllocator:
         Nothing is taken until :meth:`advance` is called with the second value, so a request that
         fails to encode uses up no id.
         """
+        stream_id = self._next
+        if stream_id not in live:  # the common case, without the search
+            following = stream_id + 2
+            return stream_id, following if following <= self._limit else self._first
         return self._find(live, live_count)
 
     def advance(self, following: int) -> None:

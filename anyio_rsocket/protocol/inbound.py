@@ -176,6 +176,7 @@ class InboundCore(CoreBase):
         streams = self._streams
         partials = self._reassembly.partials
         dispatch = self._dispatch
+        unpack_header = _HEADER.unpack_from
         if self._phase is not Phase.OPEN:
             return
         for raw in frames:
@@ -188,7 +189,7 @@ class InboundCore(CoreBase):
                 # building a frame object (the same validation as decode_frame).
                 masked = 0
                 if len(raw) >= 6:
-                    stream_id, word = _HEADER.unpack_from(raw)
+                    stream_id, word = unpack_header(raw)
                     stream_id &= MAX_31
                     # Fragments in progress (anywhere) take the general path.
                     masked = word & _PAYLOAD_MASK if not partials else 0
@@ -216,10 +217,16 @@ class InboundCore(CoreBase):
                     self._deliver(stream, data, metadata, flags)
                 elif masked == _REQUEST_RESPONSE_WORD:
                     # Unfragmented simple requests skip the frame objects too (as decode_frame).
-                    metadata, data = split_metadata(raw, 6, word, "REQUEST_RESPONSE")
+                    if word & FLAG_METADATA:
+                        metadata, data = split_metadata(raw, 6, word, "REQUEST_RESPONSE")
+                    else:
+                        metadata, data = None, raw[6:]
                     self._request_response(stream_id, data, metadata)
                 elif masked == _REQUEST_FNF_WORD:
-                    metadata, data = split_metadata(raw, 6, word, "REQUEST_FNF")
+                    if word & FLAG_METADATA:
+                        metadata, data = split_metadata(raw, 6, word, "REQUEST_FNF")
+                    else:
+                        metadata, data = None, raw[6:]
                     self._fire_and_forget(stream_id, data, metadata)
                 else:
                     decoded = decode_frame(raw)
