@@ -12,6 +12,8 @@ from ..wire.lease import LeaseStrategy
 DEFAULT_MAX_CONCURRENT_REQUESTS = 10_000
 #: Credit a channel responder grants at once (IX5), as ``responder.RESPONDER_CHANNEL_WINDOW``.
 DEFAULT_CHANNEL_WINDOW = 256
+#: A resumable client's store of unconfirmed frames when the config names no size (as ``Resume``).
+DEFAULT_RESUME_STORE_SIZE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,11 @@ class ProtocolConfig:
     - ``responder_channel_window``: the REQUEST_N a channel responder sends at once (IX5); 0 leaves
       the first grant to the driver.
     - ``max_frame_size``: largest frame ``receive_data`` accepts from a byte stream.
+    - ``resume_store_size``: bytes of sent frames a resumable session keeps until the peer confirms
+      them. On a server, ``None`` refuses resumable SETUPs and RESUME (REJECTED_SETUP /
+      REJECTED_RESUME); a client keeps a store whenever its SETUP carries a resume token
+      (``DEFAULT_RESUME_STORE_SIZE`` when ``None``).
+    - ``session_duration``: how long a detached session waits to be resumed before it ends.
     """
 
     fragment_size: int | None = None
@@ -43,6 +50,8 @@ class ProtocolConfig:
     keepalive_interval_cap: float | None = None
     responder_channel_window: int = DEFAULT_CHANNEL_WINDOW
     max_frame_size: int = MAX_FRAME_SIZE
+    resume_store_size: int | None = None
+    session_duration: float = 60.0
 
     def __post_init__(self) -> None:
         if self.fragment_size is not None and not MIN_FRAGMENT_SIZE <= self.fragment_size <= MAX_FRAME_SIZE:
@@ -60,5 +69,9 @@ class ProtocolConfig:
                 raise ValueError("max_lifetime_cap and keepalive_interval_cap must be positive")
         if not 0 <= self.responder_channel_window <= MAX_31:
             raise ValueError(f"responder_channel_window must be between 0 and {MAX_31}")
+        if self.resume_store_size is not None and self.resume_store_size < 1:
+            raise ValueError("resume_store_size must be positive")
+        if not self.session_duration > 0:
+            raise ValueError("session_duration must be positive")
         if not 6 <= self.max_frame_size <= MAX_FRAME_SIZE:
             raise ValueError(f"max_frame_size must be between 6 and {MAX_FRAME_SIZE}")

@@ -33,6 +33,8 @@ from ..wire.frames import (
     RequestNFrame,
     RequestResponseFrame,
     RequestStreamFrame,
+    ResumeFrame,
+    ResumeOkFrame,
     SetupFrame,
     encode_frame,
     encode_payload,
@@ -40,12 +42,13 @@ from ..wire.frames import (
 )
 from ..wire.lease import Lease
 from ..wire.payload import Payload
-from .config import ProtocolConfig
+from .config import DEFAULT_RESUME_STORE_SIZE, ProtocolConfig
 from .core import Phase
 from .errors import InvalidArgumentError, LeaseRefusedError, LocalProtocolError, PayloadTooLargeError
-from .events import Event, TerminationCause
+from .events import Event, SessionDetached, TerminationCause
 from .inbound import InboundCore
 from .keepalive import keepalive_plan
+from .resumption import SentFrameStore, decide_resume
 from .setup import SETUP_PROBE, default_setup
 from .streams import (
     RR_REQUESTER_STREAM,
@@ -98,6 +101,11 @@ class ProtocolConnection(InboundCore):
             encoded = encode_frame(setup)
         except (ValueError, TypeError) as exc:
             raise LocalProtocolError(f"cannot encode SETUP: {exc}") from exc
+        if setup.resume_token is not None:
+            if not setup.resume_token:
+                raise LocalProtocolError("a resume token must not be empty")
+            if setup.lease:
+                raise LocalProtocolError("resumption together with leasing is not supported")
         self._setup = setup
         self._phase = Phase.OPEN
         self._now = now
@@ -131,6 +139,12 @@ class ProtocolConnection(InboundCore):
     def _start(self, setup: SetupFrame, now: float) -> None:
         config = self.config
         sending = config.send_keepalives if config.send_keepalives is not None else self._client
+        if setup.resume_token is not None:
+            # R1: positions count from here. A resumable side always sends KEEPALIVE with its
+            # position, so the peer can trim its store whatever its own keepalives do.
+            self._resume_token = setup.resume_token
+            self._store = SentFrameStore(config.resume_store_size or DEFAULT_RESUME_STORE_SIZE)
+            sending = True
         caps = (None, None) if self._client else (config.max_lifetime_cap, config.keepalive_interval_cap)
         interval, lifetime, sending = keepalive_plan(
             setup.keepalive_interval / 1000, setup.max_lifetime / 1000, sending, *caps
@@ -140,12 +154,94 @@ class ProtocolConnection(InboundCore):
             # S6: the responder MUST send a LEASE after SETUP, before any answer (S4).
             self._queue_frame(self._lease.start(config.lease_strategy, now))
 
+    # --- resumption (checklist section 14) ----------------------------------------------------
+
+    def detach(self, now: float) -> list[Event]:
+        """A resumable session lost its transport: keep every stream and wait to be resumed.
+
+        Frames queued and not yet written are dropped from the outbox (the store keeps the
+        resumable ones for the replay, R6); local intents keep working and their frames wait in
+        the store. Keepalive timers stop and :meth:`next_deadline` becomes the end of the session,
+        ``session_duration`` after the first detach. Detaching again (a resume attempt failed)
+        keeps that deadline.
+        """
+        if self._store is None:
+            raise LocalProtocolError("only a resumable session can be detached")
+        if self._phase is not Phase.OPEN:
+            return self._take_events()
+        self._resuming = False
+        if self._session_deadline is None:
+            self._session_deadline = now + self.config.session_duration
+        self._outbox = []
+        self.bytes_to_send = 0
+        self._frame_buffer = None  # a partial frame of the old transport is replayed whole
+        self._keepalive.stop()
+        self._position_asked = False
+        return self._take_events()
+
+    def resume_frame(self) -> bytes:
+        """Client: the RESUME to send first, alone, on a new transport (R4).
+
+        Until RESUME_OK arrives (fed as usual to ``receive_frames``), nothing else may be sent.
+        """
+        if not self._client or self._store is None or self._resume_token is None:
+            raise LocalProtocolError("only a resumable client sends RESUME")
+        if self._session_deadline is None:
+            raise LocalProtocolError("resume_frame() needs a detached session: call detach() first")
+        self._resuming = True
+        return encode_frame(
+            ResumeFrame(self._resume_token, self._received_position, self._store.first_available)
+        )
+
+    def accept_resume(
+        self, last_received_server_position: int, first_available_client_position: int, now: float
+    ) -> list[Event]:
+        """Server: continue this session on a new transport whose RESUME reported these positions.
+
+        On success (R5) the outbox holds RESUME_OK and then every frame the client has not
+        received (R6), and SessionResumed is returned; the driver writes them to the new
+        transport. When the positions cannot be met the outbox holds ERROR[REJECTED_RESUME] and
+        the session ends (ConnectionTerminated, cause RESUME_REJECTED): the client will not retry
+        (R7). A session still attached to its old transport is detached first.
+        """
+        if self._client or self._store is None:
+            raise LocalProtocolError("only a resumable server session accepts RESUME")
+        if self._phase is not Phase.OPEN:
+            return self._take_events()
+        self.detach(now)
+        self._now = now
+        decision = decide_resume(
+            self._store,
+            self._received_position,
+            last_received_server_position,
+            first_available_client_position,
+        )
+        if decision.frames is None:
+            self._queue_frame(ErrorFrame(0, ErrorCode.REJECTED_RESUME, decision.reason.encode()))
+            self._terminate(ErrorCode.REJECTED_RESUME, decision.reason, TerminationCause.RESUME_REJECTED)
+            return self._take_events()
+        self._store.confirm(last_received_server_position)
+        self._outbox = [encode_frame(ResumeOkFrame(self._received_position))]
+        self.bytes_to_send = len(self._outbox[0])
+        self._reattach(decision.frames, now)
+        return self._take_events()
+
+    def reject_resume(self, message: str) -> list[Event]:
+        """Server: refuse the RESUME this connection opened with (unknown or expired session, R5)."""
+        if self._phase is not Phase.RESUME_RECEIVED:
+            raise LocalProtocolError("reject_resume() needs a connection that opened with RESUME")
+        self._queue_frame(ErrorFrame(0, ErrorCode.REJECTED_RESUME, message.encode("utf-8", "replace")))
+        self._terminate(ErrorCode.REJECTED_RESUME, message, TerminationCause.LOCAL)
+        return self._take_events()
+
     # --- time ----------------------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` must next run (None: no timer while not open)."""
         if self._phase is not Phase.OPEN:
             return None
+        if self._session_deadline is not None:
+            return self._session_deadline  # detached: nothing is due but the end of the session
         deadlines = [d for d in (self._keepalive.deadline(), self._lease.deadline()) if d is not None]
         return min(deadlines) if deadlines else None
 
@@ -154,14 +250,24 @@ class ProtocolConnection(InboundCore):
         if self._phase is not Phase.OPEN:
             return self._take_events()
         self._now = now
+        if self._session_deadline is not None:
+            if now >= self._session_deadline:
+                message = f"the session was not resumed within {self.config.session_duration:g} s"
+                self._terminate(ErrorCode.REJECTED_RESUME, message, TerminationCause.RESUME_REJECTED)
+            return self._take_events()
         expired, send_keepalive = self._keepalive.poll(now)
         if expired:
             lifetime = self._keepalive.lifetime
             message = f"no frame from the peer for {lifetime:g} s (its keepalive lifetime)"
-            self._terminate(ErrorCode.CONNECTION_CLOSE, message, TerminationCause.TIMEOUT)
+            if self._store is not None:
+                # Silence on a resumable session is a lost transport, not the end of the session.
+                self.detach(now)
+                self._events.append(SessionDetached(message))
+            else:
+                self._terminate(ErrorCode.CONNECTION_CLOSE, message, TerminationCause.TIMEOUT)
             return self._take_events()
         if send_keepalive:
-            self._queue_frame(KeepaliveFrame(True))
+            self._queue_frame(KeepaliveFrame(True, self._received_position))
         lease = self._lease.poll(now)
         if lease is not None:
             self._queue_frame(lease)
@@ -231,6 +337,8 @@ class ProtocolConnection(InboundCore):
         if kind is _RR:  # (IDLE, SEND_REQUEST) -> CLOSED for FNF: never registered
             stream = streams[stream_id] = RR_REQUESTER_STREAM(stream_id, True, StreamState.HALF_CLOSED_LOCAL)
             stream.sink = sink
+        if self._store is not None:
+            self._keep(encoded)
         self._outbox.append(encoded)  # _queue, inlined
         self.bytes_to_send += len(encoded)
         return stream_id
@@ -331,6 +439,8 @@ class ProtocolConnection(InboundCore):
                 raise PayloadTooLargeError(str(exc)) from exc
             except TypeError as exc:
                 raise LocalProtocolError(f"cannot encode the payload: {exc}") from exc
+            if self._store is not None:
+                self._keep(encoded)
             self._outbox.append(encoded)  # _queue, inlined
             self.bytes_to_send += len(encoded)
         else:
@@ -365,6 +475,8 @@ class ProtocolConnection(InboundCore):
                     raise LocalProtocolError(f"cannot encode the payload: {exc}") from exc
                 if value < MAX_REQUEST_N:
                     credit.value = value - 1
+                if self._store is not None:
+                    self._keep(encoded)
                 self._outbox.append(encoded)  # _queue, inlined
                 self.bytes_to_send += len(encoded)
                 return True

@@ -17,6 +17,7 @@ from ..wire.frames import (
     FLAG_NEXT,
     ErrorFrame,
     Frame,
+    KeepaliveFrame,
     PayloadFrame,
     SetupFrame,
     encode_frame,
@@ -24,12 +25,26 @@ from ..wire.frames import (
 )
 from ..wire.framing import FrameBuffer
 from .config import ProtocolConfig
-from .errors import ConnectionClosingError, ConnectionEndedError, LocalProtocolError, PayloadTooLargeError
-from .events import ConnectionEstablished, ConnectionTerminated, Event, StreamEnded, TerminationCause
+from .errors import (
+    ConnectionClosingError,
+    ConnectionEndedError,
+    LocalProtocolError,
+    PayloadTooLargeError,
+    RemoteProtocolError,
+)
+from .events import (
+    ConnectionEstablished,
+    ConnectionTerminated,
+    Event,
+    SessionResumed,
+    StreamEnded,
+    TerminationCause,
+)
 from .ids import StreamIdAllocator
 from .keepalive import KeepaliveClock
 from .leases import LeaseBook
 from .reassembly import ReassemblyTable
+from .resumption import SentFrameStore, is_resumable
 from .streams import InteractionKind, Stream, StreamInput, StreamState
 
 
@@ -38,6 +53,8 @@ class Phase(Enum):
 
     IDLE = "idle"  # client before initiate(), server before the first frame
     SETUP_RECEIVED = "setup received"  # server: SETUP valid, waiting for accept_setup()/reject_setup()
+    #: server: the connection opened with RESUME; the driver hands it to a session or reject_resume()
+    RESUME_RECEIVED = "resume received"
     OPEN = "open"  # requests may flow (draining is a flag on top of this phase)
     CLOSED = "closed"  # terminated; only data_to_send() still has something to give
 
@@ -71,6 +88,13 @@ class CoreBase:
         self._now = 0.0
         self._termination: ConnectionTerminated | None = None
         self._frame_buffer: FrameBuffer | None = None
+        # Resumption (checklist section 14); all idle unless the session is resumable.
+        self._store: SentFrameStore | None = None  # resumable frames sent and not yet confirmed (R3)
+        self._received_position = 0  # implied position of what we received (R2)
+        self._resume_token: bytes | None = None
+        self._session_deadline: float | None = None  # set while detached: when the session ends
+        self._resuming = False  # client: RESUME sent on a new transport, RESUME_OK awaited (R4)
+        self._position_asked = False  # store past half full: we asked the peer for its position
 
     # --- read-only view ------------------------------------------------------------------------
 
@@ -107,6 +131,44 @@ class CoreBase:
         return self._setup
 
     @property
+    def resumable(self) -> bool:
+        """The session was set up with a resume token (R1): it may outlive its transport."""
+        return self._store is not None
+
+    @property
+    def detached(self) -> bool:
+        """A resumable session without a transport, waiting to be resumed (see :meth:`detach`)."""
+        return self._session_deadline is not None
+
+    @property
+    def resume_token(self) -> bytes | None:
+        return self._resume_token
+
+    @property
+    def received_position(self) -> int:
+        """Implied position of the resumable frames received so far (R2)."""
+        return self._received_position
+
+    @property
+    def sent_position(self) -> int:
+        """Implied position of the resumable frames sent so far (0 unless resumable)."""
+        return 0 if self._store is None else self._store.position
+
+    @property
+    def unconfirmed_bytes(self) -> int:
+        """Bytes of sent frames the peer has not confirmed (what ``resume_store_size`` bounds)."""
+        return 0 if self._store is None else self._store.size
+
+    def store_has_room(self) -> bool:
+        """Whether a producer may queue another frame now (always, unless resumable and full).
+
+        A frame is admitted while the store holds less than its capacity, so the store exceeds its
+        capacity by at most the last frame admitted; an empty store takes any frame.
+        """
+        store = self._store
+        return store is None or store.size < store.capacity
+
+    @property
     def lease_enabled(self) -> bool:
         return self._lease.enabled
 
@@ -141,7 +203,13 @@ class CoreBase:
     # --- output --------------------------------------------------------------------------------
 
     def data_to_send(self) -> list[bytes]:
-        """The encoded frames queued so far (unprefixed, in order); the queue is emptied."""
+        """The encoded frames queued so far (unprefixed, in order); the queue is emptied.
+
+        Nothing while a resumable session is detached: its frames wait in the store for the
+        replay that follows the resume.
+        """
+        if self._session_deadline is not None:
+            return []
         frames, self._outbox = self._outbox, []
         self.bytes_to_send = 0
         return frames
@@ -159,12 +227,58 @@ class CoreBase:
         """The exit of every outgoing frame.
 
         Three hot paths (a request-response sent, its answer, a stream item) append to the outbox
-        themselves; each is marked ``# _queue, inlined``. Resumption hooks in here and at those
-        marks: frames on streams other than 0 advance the implied send position and are kept in a
-        sent-frame store until the peer's KEEPALIVE confirms them.
+        themselves; each is marked ``# _queue, inlined`` and keeps its frame as this does. On a
+        resumable session, resumable frames (R2) advance the implied send position and are kept
+        until the peer's KEEPALIVE confirms them (R3).
         """
+        if self._store is not None and is_resumable(frame):
+            self._keep(frame)
         self._outbox.append(frame)
         self.bytes_to_send += len(frame)
+
+    def _keep(self, frame: bytes) -> None:
+        """Keep a resumable frame for replay; past half the store, ask the peer where it is.
+
+        KEEPALIVE(R) makes the peer echo with its received position (K4), so the store is trimmed
+        even when the peer's own keepalives are rare or have stopped (rsocket-js after a resume).
+        """
+        store = self._store
+        assert store is not None
+        store.add(frame)
+        if not self._position_asked and store.size * 2 > store.capacity and self._session_deadline is None:
+            self._position_asked = True
+            keepalive = encode_frame(KeepaliveFrame(True, self._received_position))
+            self._outbox.append(keepalive)
+            self.bytes_to_send += len(keepalive)
+
+    def _confirm(self, position: int) -> None:
+        """The peer reports receiving everything up to ``position``: trim the store (R3)."""
+        store = self._store
+        assert store is not None
+        if position > store.position:
+            raise RemoteProtocolError(
+                f"the peer reports position {position}, beyond the {store.position} we sent"
+            )
+        store.confirm(position)
+        if store.size * 2 <= store.capacity:
+            self._position_asked = False
+
+    def _reattach(self, replay: list[bytes], now: float) -> None:
+        """Continue on the new transport: replay, restart keepalives, report SessionResumed.
+
+        What was queued while detached is dropped from the outbox: its resumable frames are in
+        ``replay``, and the rest (keepalives, a lease) meant nothing to the old transport.
+        """
+        if self._client:
+            self._outbox = []
+            self.bytes_to_send = 0
+        for frame in replay:
+            self._outbox.append(frame)  # already kept and counted: never through _queue again
+            self.bytes_to_send += len(frame)
+        self._session_deadline = None
+        self._resuming = False
+        self._keepalive.restart(now)
+        self._events.append(SessionResumed())
 
     # --- encoding ------------------------------------------------------------------------------
 
@@ -289,6 +403,8 @@ class CoreBase:
         self._held.clear()
         self._keepalive.stop()
         self._lease.stop()
+        self._session_deadline = None
+        self._resuming = False
         event = ConnectionTerminated(error_code, message, cause)
         self._termination = event
         self._events.append(event)

@@ -24,6 +24,9 @@ class TerminationCause(Enum):
     PEER_CLOSED = "peer closed"  # the peer sent ERROR on stream 0 (or its CONNECTION_CLOSE drained)
     LOCAL = "local"  # close() or reject_setup(), or our own CONNECTION_CLOSE drained
     TIMEOUT = "timeout"  # K3: nothing from the peer for max-lifetime
+    #: A resumable session that cannot continue: it expired while detached, the peer refused our
+    #: RESUME (or answered it wrongly), or we refused the peer's RESUME for positions we cannot meet.
+    RESUME_REJECTED = "resume rejected"
 
 
 @dataclass(slots=True)
@@ -172,3 +175,31 @@ class ConnectionTerminated(Event):
     error_code: int
     message: str
     cause: TerminationCause
+
+
+@dataclass(slots=True)
+class ResumeReceived(Event):
+    """Server: a new connection opened with RESUME (R4) instead of SETUP.
+
+    The driver finds the session ``token`` names and calls its ``accept_resume``; this core (which
+    only read the RESUME) then has nothing more to do, or calls ``reject_resume`` for an unknown
+    token.
+    """
+
+    token: bytes
+    last_received_server_position: int
+    first_available_client_position: int
+
+
+@dataclass(slots=True)
+class SessionDetached(Event):
+    """A resumable session lost its transport by silence (K3 on a resumable session): the driver
+    drops the transport and the session waits, up to ``session_duration``, to be resumed."""
+
+    reason: str
+
+
+@dataclass(slots=True)
+class SessionResumed(Event):
+    """The session continues on a new transport: RESUME_OK was received (client) or queued
+    (server), followed by the frames the peer had not received (R6)."""

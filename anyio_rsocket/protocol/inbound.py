@@ -53,10 +53,12 @@ from .events import (
     RequestNReceived,
     RequestReceived,
     RequestRejected,
+    ResumeReceived,
     SetupReceived,
     StreamFailed,
     TerminationCause,
 )
+from .resumption import is_resumable
 from .setup import validate_setup
 from .streams import RR_RESPONDER_STREAM, InteractionKind, Stream, StreamInput, StreamState, new_stream
 
@@ -114,6 +116,9 @@ class InboundCore(CoreBase):
         if not frames:
             return self._take_events()
         self._keepalive.heard(now)  # K3: any frame proves the peer alive
+        if self._resuming:
+            frames = self._on_resume_answer(frames, now)
+            phase = self._phase
         if phase is Phase.IDLE:
             if self._client:
                 raise LocalProtocolError("call initiate() before feeding received frames")
@@ -158,15 +163,54 @@ class InboundCore(CoreBase):
             self._violation(str(exc))
 
     def _on_first_frame(self, raw: bytes) -> None:
-        """Server: the first frame must be an acceptable SETUP (S1, S2, S7, F2)."""
+        """Server: the first frame must be an acceptable SETUP (S1, S2, S7, F2), or RESUME when we
+        keep sessions (R4)."""
         try:
-            setup = validate_setup(raw)
+            setup = validate_setup(raw, resumable=self.config.resume_store_size is not None)
         except SetupError as exc:
             self._refuse_setup(exc)
+            return
+        if isinstance(setup, ResumeFrame):
+            self._phase = Phase.RESUME_RECEIVED
+            self._events.append(
+                ResumeReceived(
+                    setup.resume_token,
+                    setup.last_received_server_position,
+                    setup.first_available_client_position,
+                )
+            )
             return
         self._setup = setup
         self._phase = Phase.SETUP_RECEIVED
         self._events.append(SetupReceived(setup))
+
+    def _on_resume_answer(self, frames: list[bytes], now: float) -> list[bytes]:
+        """Client: the first frame after our RESUME must be RESUME_OK (R4, R6); what follows it
+        is the server's replay and goes on as usual."""
+        try:
+            frame: Frame | None = decode_frame(frames[0])
+        except FrameError:
+            frame = None
+        if isinstance(frame, ResumeOkFrame):
+            assert self._store is not None
+            position = frame.last_received_client_position
+            replay = self._store.frames_after(position)
+            if replay is not None:
+                self._store.confirm(position)
+                self._reattach(replay, now)
+                return frames[1:]
+            reason = (
+                f"the server resumed from position {position}, but we hold "
+                f"{self._store.first_available} to {self._store.position}"
+            )
+            self._queue_frame(ErrorFrame(0, ErrorCode.CONNECTION_ERROR, reason.encode()))
+        elif isinstance(frame, ErrorFrame) and frame.stream_id == 0:
+            reason = f"the server refused to resume the session: {frame.message}"
+        else:
+            reason = "the server did not answer RESUME with RESUME_OK"
+            self._queue_frame(ErrorFrame(0, ErrorCode.CONNECTION_ERROR, reason.encode()))
+        self._terminate(ErrorCode.REJECTED_RESUME, reason, TerminationCause.RESUME_REJECTED)
+        return []
 
     def _refuse_setup(self, error: SetupError) -> None:
         self._queue_frame(ErrorFrame(0, error.code, error.message.encode("utf-8", "replace")))
@@ -179,9 +223,15 @@ class InboundCore(CoreBase):
         unpack_header = _HEADER.unpack_from
         if self._phase is not Phase.OPEN:
             return
+        if self._store is not None:
+            # R2: the implied position of what we received, counted per batch so connections
+            # that do not resume pay nothing per frame.
+            position = self._received_position
+            for raw in frames:
+                if is_resumable(raw):
+                    position += len(raw)
+            self._received_position = position
         for raw in frames:
-            # Every received frame passes here: where resumption will count the implied receive
-            # position (R2) of frames on streams other than 0.
             if type(raw) is not bytes:
                 raw = bytes(raw)
             try:
@@ -341,8 +391,10 @@ class InboundCore(CoreBase):
     # --- connection-level frames ---------------------------------------------------------------
 
     def _on_keepalive(self, frame: KeepaliveFrame) -> None:
-        if frame.respond:  # K2: echo with identical data, never answer an answer
-            self._queue_frame(KeepaliveFrame(False, 0, frame.data))
+        if self._store is not None:
+            self._confirm(frame.last_received_position)  # R3: trim what the peer has
+        if frame.respond:  # K2: echo with identical data (and our position), never answer an answer
+            self._queue_frame(KeepaliveFrame(False, self._received_position, frame.data))
         self._mark_established()
         self._events.append(KeepaliveReceived(frame.data, frame.respond))
 

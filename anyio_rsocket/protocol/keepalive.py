@@ -57,6 +57,10 @@ class KeepaliveClock:
     def stop(self) -> None:
         self.running = False
 
+    def restart(self, now: float) -> None:
+        """Start again with the settings of the last :meth:`start` (a resumed session)."""
+        self.start(self.interval, self.lifetime, self.sending, now)
+
     def heard(self, now: float) -> None:
         if now > self.last_heard:
             self.last_heard = now

@@ -10,19 +10,38 @@ from .config import ProtocolConfig
 SETUP_PROBE = b"anyio-rsocket:setup"
 
 
-def validate_setup(raw: bytes) -> SetupFrame:
+#: RESUME versions we accept: 1.0, and 0.1 as rsocket-js 1.0.0-alpha.3 writes it (fields swapped).
+RESUME_VERSIONS = frozenset({(1, 0), (0, 1)})
+
+
+def validate_setup(raw: bytes, *, resumable: bool = False) -> SetupFrame | ResumeFrame:
     """Check a connection's first frame; raise :class:`SetupError` (with the code to send) if unusable.
 
     The same rules, in the same order and with the same messages, as the AnyIO server's
     ``_validate_setup``: a malformed frame is INVALID_SETUP (even with the I flag), RESUME is
     REJECTED_RESUME, anything but SETUP on stream 0 is INVALID_SETUP, so are a version other than
     1.0 and a zero keepalive interval or lifetime (F2); a resume token is REJECTED_SETUP (S7).
+
+    With ``resumable`` (the server keeps sessions), a SETUP with a resume token is accepted (R1)
+    unless it also asks for leasing (UNSUPPORTED_SETUP: a lease does not survive a resume, R8, and
+    we do not combine them), and a RESUME with a token and a known version is returned for the
+    driver to match with a session (R4, R5).
     """
     try:
         frame = decode_frame(raw)
     except FrameError as exc:
         raise SetupError(f"malformed SETUP: {exc}") from exc
     if isinstance(frame, ResumeFrame):
+        if resumable:
+            version = (frame.major_version, frame.minor_version)
+            if version not in RESUME_VERSIONS:
+                raise SetupError(
+                    f"unsupported protocol version {version[0]}.{version[1]} in RESUME",
+                    ErrorCode.REJECTED_RESUME,
+                )
+            if not frame.resume_token:
+                raise SetupError("RESUME without a resume token", ErrorCode.REJECTED_RESUME)
+            return frame
         raise SetupError("resumption is not supported by this server", ErrorCode.REJECTED_RESUME)
     if not isinstance(frame, SetupFrame):
         raise SetupError(f"the first frame must be SETUP, got {type(frame).__name__}")
@@ -36,7 +55,15 @@ def validate_setup(raw: bytes) -> SetupFrame:
     if frame.keepalive_interval <= 0 or frame.max_lifetime <= 0:
         raise SetupError("keepalive interval and max lifetime must be positive")
     if frame.resume_token is not None:
-        raise SetupError("resumption is not supported by this server", ErrorCode.REJECTED_SETUP)
+        if not resumable:
+            raise SetupError("resumption is not supported by this server", ErrorCode.REJECTED_SETUP)
+        if not frame.resume_token:
+            raise SetupError("SETUP asks for resumption with an empty resume token")
+        if frame.lease:
+            raise SetupError(
+                "resumption together with leasing is not supported by this server",
+                ErrorCode.UNSUPPORTED_SETUP,
+            )
     return frame
 
 
