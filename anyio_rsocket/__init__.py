@@ -12,7 +12,10 @@ from .peer.connection import RSocket
 from .peer.handler import RequestHandler
 from .peer.requester import DEFAULT_INITIAL_N, RequestChannel, RequestStream
 from .peer.server import serve_connection, serve_stream, serve_tcp
+from .peer.session import ConnectionState
+from .peer.sessions import SessionRegistry
 from .peer.setup_info import SetupInfo
+from .peer.shutdown import ServerShutdown
 from .protocol.errors import (
     InvalidArgumentError,
     InvalidStateError,
@@ -81,6 +84,7 @@ __all__ = [
     "DEFAULT_INITIAL_N",
     "ApplicationError",
     "Backoff",
+    "ConnectionState",
     "CanceledError",
     "ConnectionClosedError",
     "ConnectTimeoutError",
@@ -101,6 +105,7 @@ __all__ = [
     "PeerClosedError",
     "ProtocolError",
     "Resume",
+    "SessionRegistry",
     "RSocket",
     "RSocketASGIApp",
     "RSocketError",
@@ -112,6 +117,7 @@ __all__ = [
     "RequestHandler",
     "RequestStream",
     "Router",
+    "ServerShutdown",
     "SetupError",
     "SetupInfo",
     "StreamIdsExhaustedError",

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import anyio
 
 from ..protocol.errors import InvalidArgumentError
+from ..protocol.policy import Backoff, Resume
 from ..transports.base import Transport
 from ..transports.sockets import connect_socket_stream, connect_timeout_error
 from ..transports.tcp import ByteStreamTransport
@@ -30,6 +31,7 @@ from .options import (
     PeerOptions,
     split_connect_options,
 )
+from .session import Redial
 from .setup_info import SetupInfo
 
 if sys.version_info >= (3, 11):
@@ -59,6 +61,9 @@ async def open_client(
     max_stream_id: int = MAX_31,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     expose_errors: bool = False,
+    resume: Resume | None = None,
+    reconnect: Backoff | None = None,
+    redial: Redial | None = None,
 ) -> AsyncIterator[RSocket]:
     """Run the client side of RSocket over an already connected ``transport``.
 
@@ -70,9 +75,20 @@ async def open_client(
     Leaving the block closes the connection, ends every interaction and
     leaves no task behind. The transport is closed in every case. See
     :class:`~anyio_rsocket.options.ClientOptions` for the options.
+
+    ``resume`` (a :class:`~anyio_rsocket.Resume`) keeps the session across transport loss and
+    ``reconnect`` (a :class:`~anyio_rsocket.Backoff`) starts a new connection after one; both need
+    ``redial``, which opens a new transport to the same server (the ``connect_*`` entry points
+    supply it). Without ``redial`` a resumable session ends with its first transport.
     """
     if keepalive_interval <= 0 or max_lifetime <= 0:
         raise InvalidArgumentError("keepalive_interval and max_lifetime must be positive")
+    if resume is not None and reconnect is not None:
+        raise InvalidArgumentError("choose resume= or reconnect=, not both")
+    if reconnect is not None and redial is None:
+        raise InvalidArgumentError("reconnect= needs redial= (a way to open a new transport)")
+    if resume is not None and lease:
+        raise InvalidArgumentError("resume= cannot be combined with lease=")
     options = PeerOptions(
         fragment_size=fragment_size,
         max_reassembled_size=max_reassembled_size,
@@ -82,6 +98,7 @@ async def open_client(
         lease_strategy=lease if isinstance(lease, LeaseStrategy) else None,
         lease_wait=lease_wait,
         expose_errors=expose_errors,
+        resume=resume,
     )
     setup = SetupInfo(
         data_mime_type=data_mime_type,
@@ -90,6 +107,7 @@ async def open_client(
         max_lifetime=max_lifetime,
         payload=setup_payload,
         lease=bool(lease),
+        resume_token=None if resume is None else resume.token,
     )
     encode_frame(setup.to_frame())  # invalid options fail before any I/O
     async with unwrap_exception_groups():
@@ -98,6 +116,10 @@ async def open_client(
                 rsocket = RSocket(transport, task_group, is_client=True, setup=setup, options=options)
                 if handler is not None:
                     rsocket._handler = handler if isinstance(handler, RequestHandler) else handler(rsocket)
+                if resume is not None:
+                    rsocket._enable_resume(resume, redial, connect_timeout)
+                elif reconnect is not None and redial is not None:
+                    rsocket._enable_reconnect(reconnect, redial, connect_timeout)
                 rsocket._start(probe=confirm_setup)
                 try:
                     if confirm_setup:
@@ -199,7 +221,21 @@ async def connect_tcp(
         connect_timeout=connect_timeout,
     )
     client_options["connect_timeout"] = remaining_time(deadline)  # SETUP confirmation gets the rest
-    async with closing_unless_entered(transport), open_client(transport, **client_options) as rsocket:
+
+    async def redial() -> Transport:
+        return await open_tcp_transport(
+            host,
+            port,
+            ssl_context=ssl_context,
+            max_frame_size=max_frame_size,
+            frame_timeout=frame_timeout,
+            connect_timeout=connect_timeout,
+        )
+
+    async with (
+        closing_unless_entered(transport),
+        open_client(transport, redial=redial, **client_options) as rsocket,
+    ):
         yield rsocket
 
 

@@ -16,9 +16,10 @@ from ..routed import RoutedRequester, RouteOptions, route_requester
 from ..transports.base import Transport
 from ..wire.errors import ConnectionClosedError
 from ..wire.payload import Payload
-from .driver import CLOSE_FLUSH_TIMEOUT, READER_PAUSE_BYTES, CoreDriver, protocol_config
+from .driver import CLOSE_FLUSH_TIMEOUT, READER_PAUSE_BYTES, protocol_config
 from .handler import RequestHandler
 from .requester import DEFAULT_INITIAL_N, PendingResponse, RequestChannel, RequestStream
+from .session import ConnectionState, SessionDriver
 from .setup_info import SetupInfo
 
 if sys.version_info >= (3, 11):
@@ -31,10 +32,17 @@ _FNF = InteractionKind.FIRE_AND_FORGET
 
 HandlerFactory = Callable[["RSocket"], "RequestHandler | Awaitable[RequestHandler]"]
 
-__all__ = ["CLOSE_FLUSH_TIMEOUT", "READER_PAUSE_BYTES", "HandlerFactory", "RSocket", "protocol_config"]
+__all__ = [
+    "CLOSE_FLUSH_TIMEOUT",
+    "READER_PAUSE_BYTES",
+    "ConnectionState",
+    "HandlerFactory",
+    "RSocket",
+    "protocol_config",
+]
 
 
-class RSocket(CoreDriver):
+class RSocket(SessionDriver):
     """One end of an RSocket connection.
 
     Obtain one from :func:`~anyio_rsocket.connect_tcp` (client) or as the argument of a server's
@@ -83,8 +91,8 @@ class RSocket(CoreDriver):
         Raises the peer's error as an :class:`~anyio_rsocket.errors.RSocketError` subclass. If the
         waiting task is cancelled, CANCEL is sent and the cancellation propagates.
         """
-        if self._setup.lease:
-            await self.acquire_lease()
+        if self._gated:
+            await self.admit()
         pending = PendingResponse()
         pending.stream_id = self.open_stream(pending, _RR, payload)
         try:
@@ -101,13 +109,19 @@ class RSocket(CoreDriver):
 
     async def fire_and_forget(self, payload: Payload) -> None:
         """Send a request that gets no answer; returns once the frame is queued for writing."""
-        if self._setup.lease:
-            await self.acquire_lease()
+        if self._gated:
+            await self.admit()
         self.open_stream(None, _FNF, payload)
         await self.wait_writable()
 
     async def metadata_push(self, metadata: bytes) -> None:
-        """Push connection-level metadata to the peer; returns once the frame is queued (MP1)."""
+        """Push connection-level metadata to the peer; returns once the frame is queued (MP1).
+
+        It is not kept for a resume (MP1): while a resumable session is detached, it waits for
+        the session to be resumed.
+        """
+        if self._gated:
+            await self.wait_for_state(ConnectionState.CONNECTED, ConnectionState.CLOSED)
         self.queue_metadata_push(metadata)
         await self.wait_writable()
 
@@ -145,6 +159,7 @@ class RSocket(CoreDriver):
         Frames already queued (for example fire-and-forget requests) are flushed first, for at most
         a couple of seconds.
         """
+        self._say_goodbye()
         self._terminate(ConnectionClosedError("connection closed locally"))
         with anyio.CancelScope(shield=True):
             await self._writer_done.wait()

@@ -57,6 +57,7 @@ from ..wire.errors import (
     FrameError,
     PeerClosedError,
     ProtocolError,
+    RejectedResumeError,
     RSocketError,
     error_from_code,
 )
@@ -77,11 +78,6 @@ from .responder import (
 from .settings import WRITE_HIGH_WATER, PeerOptions
 from .setup_info import SetupInfo
 from .workers import WorkerPool
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover - Python 3.10
-    pass
 
 logger = logging.getLogger("anyio_rsocket")
 
@@ -112,6 +108,8 @@ def protocol_config(options: PeerOptions) -> ProtocolConfig:
         max_lifetime_cap=options.max_lifetime_cap,
         keepalive_interval_cap=options.keepalive_interval_cap,
         responder_channel_window=RESPONDER_CHANNEL_WINDOW,
+        resume_store_size=None if options.resume is None else options.resume.store_size,
+        session_duration=60.0 if options.resume is None else options.resume.session_duration,
     )
 
 
@@ -169,6 +167,8 @@ def termination_error(event: ConnectionTerminated) -> ConnectionClosedError:
     code, message = event.error_code, event.message
     if event.cause is TerminationCause.PEER_VIOLATION:
         return RemoteProtocolError(f"protocol error: {message}")
+    if event.cause is TerminationCause.RESUME_REJECTED:
+        return RejectedResumeError(message)
     if event.cause is TerminationCause.PEER_CLOSED:
         received = error_from_code(code, message)
         if isinstance(received, ConnectionClosedError):
@@ -213,7 +213,11 @@ class CoreDriver:
         self._error: ConnectionClosedError | None = None
         self._closed = anyio.Event()
         self._writer_done = anyio.Event()
+        self._writer_running = False
         self._established = anyio.Event()
+        #: Requests must pass :meth:`admit` first (leasing here; resumption and reconnect add theirs).
+        self._gated = setup.lease
+        self._timer_wakeup: anyio.Event | None = None
         self._reading_paused = False  # the reader waits for our consumers or handlers (not K3 silence)
         self._congested_streams = 0  # requester streams whose unread buffer is over high water
         self._uncongested: anyio.Event | None = None
@@ -246,16 +250,24 @@ class CoreDriver:
 
     @property
     def write_backlog(self) -> int:
-        return self._core.bytes_to_send
-
-    async def acquire_lease(self) -> None:
-        """With leasing, wait (``lease_wait``) until the peer's lease allows a request (L2, S6).
-
-        Without ``lease_wait`` this returns at once and the request itself fails with RejectedError.
-        """
+        """Bytes waiting to be written; past the high-water mark while a resume store is full,
+        so producers wait for the peer's confirmation as they wait for a slow socket."""
         core = self._core
-        if not core.lease_enabled:
-            return
+        if core.store_full:
+            return max(core.bytes_to_send, WRITE_HIGH_WATER + 1)
+        return core.bytes_to_send
+
+    async def admit(self) -> None:
+        """Wait until a new request may go out.
+
+        With leasing, until the peer's lease allows one (L2, S6; only with ``lease_wait``, otherwise
+        the request itself fails with RejectedError). Cancelling the wait sends nothing.
+        """
+        if self._core.lease_enabled:
+            await self._acquire_lease()
+
+    async def _acquire_lease(self) -> None:
+        core = self._core
         while True:
             self._check_open()
             now = anyio.current_time()
@@ -354,19 +366,21 @@ class CoreDriver:
         return self._core.recv_credit(stream_id) >= MAX_REQUEST_N
 
     async def wait_writable(self, limit: int = WRITE_HIGH_WATER) -> None:
-        """Back-pressure: wait while the outbound queue holds more than ``limit`` bytes.
+        """Back-pressure: wait while the outbound queue holds more than ``limit`` bytes, or while
+        a resumable session's store of unconfirmed frames is full.
 
         Without a wait it is a cancellation point every 32nd call (never a scheduling point, so
         producers that queue many frames in a row get them written in large batches).
         """
         core = self._core
-        if core.bytes_to_send <= limit:
+        if core.bytes_to_send <= limit and not core.store_full:
             # A cancellation check costs about a microsecond: do it every 32nd frame only.
             self._produced += 1
             if not self._produced & 31:
                 await anyio.lowlevel.checkpoint_if_cancelled()
             return
-        while core.bytes_to_send > limit and self._error is None:
+        while (core.bytes_to_send > limit or core.store_full) and self._error is None:
+            core = self._core
             event = self._writable
             if event is None:
                 event = self._writable = anyio.Event()
@@ -493,9 +507,9 @@ class CoreDriver:
             self._writer_wakeup = None
             wakeup.set()
 
-    async def _write_loop(self) -> None:
-        transport = self._transport
+    async def _write_loop(self, transport: Transport) -> None:
         core = self._core
+        self._writer_running = True
         try:
             with self._writer_scope:
                 while True:
@@ -512,23 +526,26 @@ class CoreDriver:
                         writable.set()
                     await transport.send(batch)
         except ConnectionClosedError as exc:
-            self._terminate(lost(exc))
+            self._transport_lost(transport, lost(exc))
         except Exception as exc:  # a bug or a transport error we did not map: never crash the group
             logger.exception("writer failed")
             self._terminate(ConnectionClosedError(f"writer failed: {exc!r}"))
         finally:
             with anyio.move_on_after(CLOSE_FLUSH_TIMEOUT, shield=True):
                 await transport.aclose()
-            self._writer_done.set()
+            if transport is self._transport:
+                self._writer_running = False
+                if self._error is not None:
+                    self._writer_done.set()
 
-    async def _read_loop(self, initial_frames: list[bytes] | None = None) -> None:
+    async def _read_loop(self, transport: Transport, initial_frames: list[bytes] | None = None) -> None:
         core = self._core
         limit = self._options.max_concurrent_requests
         try:
             with self._reader_scope:
                 if initial_frames:
                     self._receive(initial_frames)
-                receive = self._transport.receive
+                receive = transport.receive
                 while self._error is None:
                     if core.bytes_to_send > READER_PAUSE_BYTES:
                         await self.wait_writable(READER_PAUSE_BYTES)
@@ -549,7 +566,7 @@ class CoreDriver:
                             self._reading_paused = False
                             core.mark_alive(anyio.current_time())
         except ConnectionClosedError as exc:
-            self._terminate(lost(exc))
+            self._transport_lost(transport, lost(exc))
         except FrameError as exc:  # the transport refused a frame (too large, text message, ...)
             self._protocol_violation(str(exc), RemoteProtocolError)
         except Exception as exc:
@@ -572,21 +589,31 @@ class CoreDriver:
             await event.wait()
 
     async def _timer_loop(self) -> None:
-        """K1 keepalives, K3 silence and lease renewals, whenever the core says they are due."""
-        core = self._core
+        """K1 keepalives, K3 silence, lease renewals and the end of a detached session, whenever
+        the core says they are due (:meth:`_wake_timer` makes it look again)."""
         with self._timer_scope:
             while self._error is None:
+                core = self._core  # a reconnect replaces it
                 deadline = core.next_deadline()
+                wakeup = self._timer_wakeup = anyio.Event()
                 if deadline is None:
-                    return
+                    await wakeup.wait()
+                    continue
                 now = anyio.current_time()
                 if now < deadline:
-                    await anyio.sleep(deadline - now)
+                    with anyio.move_on_after(deadline - now):
+                        await wakeup.wait()
                     now = anyio.current_time()
                 if self._reading_paused:
                     core.mark_alive(now)  # we are not listening: that is not the peer's silence
                 self._handle_events(core.handle_timer(now))
                 self._wake_writer()
+
+    def _wake_timer(self) -> None:
+        wakeup = self._timer_wakeup
+        if wakeup is not None:
+            self._timer_wakeup = None
+            wakeup.set()
 
     # --- start and stop --------------------------------------------------------------------------
 
@@ -608,9 +635,48 @@ class CoreDriver:
             core.initiate(now, self._setup.to_frame(), probe=probe)
         else:
             self._handle_events(core.accept_setup(now))
-        self._task_group.start_soon(self._write_loop)
-        self._task_group.start_soon(self._read_loop, initial_frames)
+        self._writer_running = True  # from now on, closing waits for the writer to flush
+        self._task_group.start_soon(self._supervise, self._transport, initial_frames)
         self._task_group.start_soon(self._timer_loop)
+
+    async def _supervise(self, transport: Transport, initial_frames: list[bytes] | None) -> None:
+        """Drive the transport; after a loss, drive whatever :meth:`_next_transport` supplies."""
+        while True:
+            await self._run_transport(transport, initial_frames)
+            if self._error is not None:
+                return
+            following = await self._next_transport()
+            if following is None:
+                return
+            transport, initial_frames = following, None
+
+    async def _run_transport(self, transport: Transport, initial_frames: list[bytes] | None = None) -> None:
+        """Run the reader and the writer of ``transport`` until it is lost or the connection ends.
+
+        The transport is closed when this returns.
+        """
+        self._transport = transport
+        self._writer_running = True
+        self._reader_scope = anyio.CancelScope()
+        self._writer_scope = anyio.CancelScope()
+        async with anyio.create_task_group() as loops:
+            loops.start_soon(self._write_loop, transport)
+            loops.start_soon(self._read_loop, transport, initial_frames)
+
+    async def _next_transport(self) -> Transport | None:
+        """After losing a transport, the one to continue on (resumption, reconnect); None ends."""
+        return None
+
+    def _transport_lost(self, transport: Transport, error: ConnectionClosedError) -> None:
+        """``transport`` failed with ``error``; a transport already replaced changes nothing."""
+        if transport is self._transport:
+            self._terminate(error)
+
+    def _drop_transport(self) -> None:
+        """Stop the current transport's reader and writer (the writer closes the transport)."""
+        self._reader_scope.cancel()
+        self._writer_scope.cancel()
+        self._wake_writer()
 
     async def _confirm_setup(self) -> None:
         """Client: wait until the server accepted SETUP (the probe's echo, S4) or refused it."""
@@ -644,6 +710,8 @@ class CoreDriver:
         self._reader_scope.cancel()
         self._timer_scope.cancel()
         self._writer_scope.deadline = anyio.current_time() + CLOSE_FLUSH_TIMEOUT
+        if not self._writer_running:
+            self._writer_done.set()
         for event in (self._writer_wakeup, self._writable, self._lease_event, self._uncongested):
             if event is not None:
                 event.set()

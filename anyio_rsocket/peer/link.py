@@ -57,7 +57,7 @@ class StreamLink(Protocol):
         """Bytes queued for the writer and not yet handed to the transport."""
         ...
 
-    async def acquire_lease(self) -> None:
+    async def admit(self) -> None:
         """Wait (with ``lease_wait``) until the peer's lease allows a request; no-op without leasing."""
 
     def open_stream(

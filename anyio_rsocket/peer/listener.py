@@ -9,6 +9,8 @@ The loop is our own rather than AnyIO's ``Listener.serve`` so that
   or stalled handshake costs one DEBUG line (AnyIO's ``TLSListener`` logs a traceback for each: a
   log flood anyone can trigger);
 * running out of file descriptors or memory pauses accepting briefly instead of ending the server.
+* the server can drain (:mod:`.shutdown`): stop accepting, let connections finish up to a deadline,
+  then close the rest.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from anyio.streams.tls import TLSStream
 
 from ..transports.sockets import wrap_accepted_socket
 from ._groups import unwrap_exception_groups
+from .shutdown import ListenerDrain, ServerShutdown
 
 logger = logging.getLogger("anyio_rsocket.server")
 
@@ -54,54 +57,91 @@ async def serve_listener(
     ssl_context: ssl.SSLContext | None = None,
     max_connections: int | None = None,
     tls_handshake_timeout: float = DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+    shutdown: ServerShutdown | None = None,
+    drain_timeout: float = 0.0,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Accept TCP (or TLS) connections and run ``serve_one`` for each in its own task.
 
     Reports the bound port through ``task_status``; a failing connection is logged and never
-    disturbs the others; cancelling closes them all. At most ``max_connections`` connections
-    (``None``: no cap) are served at once: beyond that the server stops accepting until one ends.
-    With ``ssl_context``, each connection's TLS handshake must finish within
-    ``tls_handshake_timeout`` seconds. Shared by the TCP and WebSocket servers. What escapes a
-    connection's task (``SystemExit``, ``KeyboardInterrupt``) ends the server as itself, not inside
-    an exception group.
+    disturbs the others. At most ``max_connections`` connections (``None``: no cap) are served at
+    once: beyond that the server stops accepting until one ends. With ``ssl_context``, each
+    connection's TLS handshake must finish within ``tls_handshake_timeout`` seconds. Shared by the
+    TCP and WebSocket servers. What escapes a connection's task (``SystemExit``,
+    ``KeyboardInterrupt``) ends the server as itself, not inside an exception group.
+
+    Draining (``shutdown.drain`` or, when cancelled, for ``drain_timeout`` seconds): accepting
+    stops and the listening sockets close, connections still before SETUP are closed, RSocket
+    connections set up through :func:`~.shutdown.drainable_factory` are asked to finish
+    (CONNECTION_CLOSE); the rest of ``serve_one``'s tasks run until they end or the deadline
+    cancels them. The call returns (or, when cancelled, re-raises the cancellation) once every
+    connection task has ended: nothing is left behind. With ``drain_timeout`` 0 (the default)
+    cancellation closes every connection at once.
     """
     if max_connections is not None and max_connections < 1:
         raise ValueError("max_connections must be at least 1")
     if not tls_handshake_timeout > 0:
         raise ValueError("tls_handshake_timeout must be positive")
+    if not drain_timeout >= 0:
+        raise ValueError("drain_timeout must be zero or more seconds")
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
     bound_port: int = listener.extra(SocketAttribute.local_port)
     raw_sockets = [each.extra(SocketAttribute.raw_socket) for each in listener.listeners]
     slots = anyio.Semaphore(max_connections) if max_connections is not None else None
+    drain = ListenerDrain()
 
     async def handle(sock: socket.socket) -> None:
         try:
-            try:
-                stream: ByteStream = await wrap_accepted_socket(sock)
-            except (OSError, ValueError) as exc:  # the peer left before we could start
-                sock.close()
-                logger.debug("dropped a connection that failed at once: %r", exc)
-                return
-            except BaseException:
-                sock.close()
-                raise
-            if ssl_context is not None:
-                tls_stream = await _tls_handshake(stream, ssl_context, tls_handshake_timeout)
-                if tls_stream is None:
+            with drain.track() as connection, connection.scope:
+                try:
+                    stream: ByteStream = await wrap_accepted_socket(sock)
+                except (OSError, ValueError) as exc:  # the peer left before we could start
+                    sock.close()
+                    logger.debug("dropped a connection that failed at once: %r", exc)
                     return
-                stream = tls_stream
-            await serve_one(stream)
+                except BaseException:
+                    sock.close()
+                    raise
+                if ssl_context is not None:
+                    tls_stream = await _tls_handshake(stream, ssl_context, tls_handshake_timeout)
+                    if tls_stream is None:
+                        return
+                    stream = tls_stream
+                await serve_one(stream)
         except Exception:
             logger.exception("connection handler failed")
         finally:
             if slots is not None:
                 slots.release()
 
-    async with unwrap_exception_groups(), listener, anyio.create_task_group() as task_group:
-        for raw_socket in raw_sockets:
-            task_group.start_soon(_accept_loop, raw_socket, task_group, handle, slots)
-        task_status.started(bound_port)
+    async def accept(connections: TaskGroup) -> None:
+        with drain.accepting:
+            async with anyio.create_task_group() as loops:
+                for raw_socket in raw_sockets:
+                    loops.start_soon(_accept_loop, raw_socket, connections, handle, slots)
+        with anyio.CancelScope(shield=True):
+            await listener.aclose()  # draining: new connections are refused from now on
+
+    async def run_connections(finished: anyio.Event) -> None:
+        try:
+            with drain.scope:  # shielded: the server's cancellation reaches it through drain.begin
+                async with anyio.create_task_group() as connections:
+                    connections.start_soon(accept, connections)
+        finally:
+            finished.set()
+
+    # "stopped" is set as the very last step (no checkpoint follows): a drain() waiting for it
+    # resumes after this call has returned.
+    with drain.serving(shutdown):
+        async with unwrap_exception_groups(), listener, anyio.create_task_group() as task_group:
+            finished = anyio.Event()
+            task_group.start_soon(run_connections, finished)
+            task_status.started(bound_port)
+            try:
+                await finished.wait()
+            except anyio.get_cancelled_exc_class():
+                drain.begin(anyio.current_time() + drain_timeout)
+                raise
 
 
 async def _accept_loop(

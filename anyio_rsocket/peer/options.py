@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypedDict
 
+from ..protocol.policy import Backoff, Resume
 from ..wire.frames import MAX_FRAME_SIZE
 from ..wire.lease import LeaseStrategy
 from ..wire.payload import Payload
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_DRAIN_TIMEOUT",
     "DEFAULT_FRAME_TIMEOUT",
     "DEFAULT_MAX_CONCURRENT_REQUESTS",
     "WRITE_HIGH_WATER",
@@ -33,6 +35,10 @@ __all__ = [
 ]
 
 
+#: Default ``drain_timeout``: a cancelled server closes its connections at once.
+DEFAULT_DRAIN_TIMEOUT = 0.0
+
+
 class ClientOptions(TypedDict, total=False):
     """Keyword options shared by every client entry point (``connect_tcp``, ``open_client``, ...).
 
@@ -42,8 +48,10 @@ class ClientOptions(TypedDict, total=False):
     SETUP. ``lease`` negotiates leasing: ``True`` honours the server's leases and grants it an
     unlimited one, a :class:`~anyio_rsocket.lease.LeaseStrategy` also chooses what we grant.
     ``connect_timeout`` (default 10 s) bounds everything up to a usable connection: TCP connect,
-    TLS handshake, WebSocket upgrade and SETUP confirmation. The rest are :class:`PeerOptions`
-    fields.
+    TLS handshake, WebSocket upgrade and SETUP confirmation. ``resume`` makes the session
+    survive transport loss (:class:`~anyio_rsocket.Resume`); ``reconnect`` dials a new connection
+    after a loss instead (:class:`~anyio_rsocket.Backoff`); see ``docs/resumption.md``. The rest
+    are :class:`PeerOptions` fields.
     """
 
     data_mime_type: str
@@ -61,6 +69,8 @@ class ClientOptions(TypedDict, total=False):
     max_stream_id: int
     connect_timeout: float
     expose_errors: bool
+    resume: Resume | None
+    reconnect: Backoff | None
 
 
 class ConnectOptions(ClientOptions, total=False):
@@ -99,6 +109,23 @@ class ServerOptions(TypedDict, total=False):
       to the cap.
     - ``expose_errors``: see :class:`PeerOptions`.
 
+    Stopping (listeners only, see :class:`~anyio_rsocket.ServerShutdown` and ``docs/shutdown.md``):
+
+    - ``drain_timeout``: when a ``serve_*`` call is cancelled, seconds it spends draining before it
+      closes what is left (default 0: every connection is closed at once). Draining stops
+      accepting, sends CONNECTION_CLOSE so that in-flight interactions finish while new requests
+      are refused, and is shielded from the cancellation, which is re-raised afterwards.
+
+    Resumption (see ``docs/resumption.md``):
+
+    - ``resume``: keep each resumable client's session for ``resume.session_duration`` seconds
+      after its transport is lost, waiting for RESUME (:class:`~anyio_rsocket.Resume`; its
+      ``store_size`` bounds the frames kept per session). SETUP without a resume token is served
+      as usual.
+    - ``max_detached_sessions``: detached sessions kept at once per server (default 1,024); past
+      it the one detached longest ends. With ``resume.store_size`` this bounds what detached
+      sessions hold.
+
     The rest are :class:`PeerOptions` fields.
     """
 
@@ -116,3 +143,6 @@ class ServerOptions(TypedDict, total=False):
     max_lifetime_cap: float | None
     keepalive_interval_cap: float | None
     expose_errors: bool
+    drain_timeout: float
+    resume: Resume | None
+    max_detached_sessions: int

@@ -126,7 +126,7 @@ class RequestStream(ObjectReceiveStream[Payload]):
         """Send the request (after spending a lease unit when leasing is on)."""
         if self._started:
             return
-        await self._link.acquire_lease()
+        await self._link.admit()
         if self._started:  # another task started us while we waited for a lease
             return
         self._started = True

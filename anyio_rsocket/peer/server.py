@@ -10,7 +10,7 @@ import sys
 import anyio
 from anyio.abc import ByteStream, TaskStatus
 
-from ..protocol import ProtocolConnection, SetupReceived
+from ..protocol import ProtocolConnection, ResumeReceived, SetupReceived
 from ..transports.base import Transport
 from ..transports.tcp import ByteStreamTransport
 from ..wire.errors import ConnectionClosedError, FrameError, RejectedSetupError, SetupError
@@ -19,8 +19,10 @@ from ._groups import unwrap_exception_groups
 from .connection import HandlerFactory, RSocket, protocol_config
 from .handler import RequestHandler
 from .listener import DEFAULT_TLS_HANDSHAKE_TIMEOUT, serve_listener
-from .options import DEFAULT_FRAME_TIMEOUT, PeerOptions, ServerOptions
+from .options import DEFAULT_DRAIN_TIMEOUT, DEFAULT_FRAME_TIMEOUT, PeerOptions, ServerOptions
+from .sessions import DEFAULT_MAX_DETACHED_SESSIONS, SessionRegistry
 from .setup_info import SetupInfo
+from .shutdown import ServerShutdown, drainable_factory, finish_handlers, note_resumed
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
@@ -57,13 +59,22 @@ async def _send_quietly(transport: Transport, frames: list[bytes]) -> None:
 
 
 async def serve_connection(
-    transport: Transport, handler_factory: HandlerFactory, **options: Unpack[ServerOptions]
+    transport: Transport,
+    handler_factory: HandlerFactory,
+    *,
+    sessions: SessionRegistry | None = None,
+    **options: Unpack[ServerOptions],
 ) -> None:
     """Serve one accepted connection until it ends; never raises for a peer's misbehaviour.
 
     Reads SETUP, calls ``handler_factory(rsocket)`` (which may be async or raise
     :class:`RejectedSetupError`), then answers requests until the connection closes. See
     :class:`~anyio_rsocket.options.ServerOptions` for the options.
+
+    With ``resume``, resumable sessions are kept in ``sessions``, which every connection of one
+    server must share (``serve_tcp`` and the other servers make one); a connection that opens with
+    RESUME continues its session, in this call, until that transport is lost. The handler factory
+    runs once per session, never on RESUME.
     """
     setup_timeout = options.get("setup_timeout", SETUP_TIMEOUT)
     defaults = PeerOptions()
@@ -77,10 +88,13 @@ async def serve_connection(
         expose_errors=options.get("expose_errors", False),
         max_lifetime_cap=options.get("max_lifetime_cap"),
         keepalive_interval_cap=options.get("keepalive_interval_cap"),
+        resume=options.get("resume"),
     )
+    if peer_options.resume is not None and sessions is None:
+        sessions = registry_for(options)
     try:
         async with unwrap_exception_groups():
-            await _serve_connection(transport, handler_factory, setup_timeout, peer_options)
+            await _serve_connection(transport, handler_factory, setup_timeout, peer_options, sessions)
     except ConnectionClosedError:
         pass
     finally:
@@ -88,8 +102,20 @@ async def serve_connection(
             await transport.aclose()
 
 
+def registry_for(options: ServerOptions) -> SessionRegistry | None:
+    """The session registry a server with these options shares among its connections."""
+    resume = options.get("resume")
+    if resume is None:
+        return None
+    return SessionRegistry(resume, options.get("max_detached_sessions", DEFAULT_MAX_DETACHED_SESSIONS))
+
+
 async def _serve_connection(
-    transport: Transport, handler_factory: HandlerFactory, setup_timeout: float, options: PeerOptions
+    transport: Transport,
+    handler_factory: HandlerFactory,
+    setup_timeout: float,
+    options: PeerOptions,
+    sessions: SessionRegistry | None,
 ) -> None:
     frames: list[bytes] = []
     with anyio.move_on_after(setup_timeout):
@@ -102,6 +128,15 @@ async def _serve_connection(
         return  # no SETUP in time: drop the connection
     core = ProtocolConnection(client=False, config=protocol_config(options))
     events = core.receive_frames(frames[:1], anyio.current_time())
+    if events and isinstance(events[0], ResumeReceived):
+        session = sessions.find(events[0].token) if sessions is not None else None
+        if session is None:
+            core.reject_resume("no session found for this resume token")
+            await _flush(transport, core)
+        else:
+            note_resumed(session)
+            await session.take_over(transport, events[0], frames[1:])
+        return
     if not events or not isinstance(events[0], SetupReceived):
         await _flush(transport, core)  # the core refused the SETUP (S1, S2, S7, F2)
         return
@@ -133,28 +168,39 @@ async def _serve_connection(
             await _refuse(transport, RejectedSetupError("server failed to set up (bad handler)"), core)
             task_group.cancel_scope.cancel()
             return
+        token = events[0].setup.resume_token
+        if token is not None and (sessions is None or not sessions.register(token, rsocket)):
+            await _refuse(transport, RejectedSetupError("this resume token is already in use"), core)
+            task_group.cancel_scope.cancel()
+            return
         rsocket._start(handler, frames[1:])
         try:
             await rsocket.wait_closed()
+            await finish_handlers(rsocket)
         finally:
             await rsocket.aclose()
             task_group.cancel_scope.cancel()
 
 
 async def serve_stream(
-    stream: ByteStream, handler_factory: HandlerFactory, **options: Unpack[ServerOptions]
+    stream: ByteStream,
+    handler_factory: HandlerFactory,
+    *,
+    sessions: SessionRegistry | None = None,
+    **options: Unpack[ServerOptions],
 ) -> None:
     """Serve RSocket over one accepted byte stream (length-prefixed frames).
 
     ``max_frame_size`` and ``frame_timeout`` (see :class:`~anyio_rsocket.options.ServerOptions`)
-    apply to the stream; the other options to the connection.
+    apply to the stream; the other options to the connection. ``sessions`` is as for
+    :func:`serve_connection`.
     """
     transport = ByteStreamTransport(
         stream,
         max_frame_size=options.get("max_frame_size", MAX_FRAME_SIZE),
         frame_timeout=options.get("frame_timeout", DEFAULT_FRAME_TIMEOUT),
     )
-    await serve_connection(transport, handler_factory, **options)
+    await serve_connection(transport, handler_factory, sessions=sessions, **options)
 
 
 async def serve_tcp(
@@ -163,20 +209,29 @@ async def serve_tcp(
     port: int = 0,
     *,
     ssl_context: ssl.SSLContext | None = None,
+    shutdown: ServerShutdown | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
     **options: Unpack[ServerOptions],
 ) -> None:
-    """Serve RSocket over TCP (TLS with ``ssl_context``) until cancelled.
+    """Serve RSocket over TCP (TLS with ``ssl_context``) until cancelled or drained.
 
     Use it with ``port = await task_group.start(serve_tcp, factory, host, 0)``: the bound port is
     reported once the listener accepts connections. Each connection runs in its own task group, so a
-    failing connection never disturbs the others; cancelling the server closes them all.
-    ``max_connections`` and ``tls_handshake_timeout`` (see
-    :class:`~anyio_rsocket.options.ServerOptions`) apply to the listener.
+    failing connection never disturbs the others. ``max_connections``, ``tls_handshake_timeout`` and
+    ``drain_timeout`` (see :class:`~anyio_rsocket.options.ServerOptions`) apply to the listener.
+
+    Stopping: ``await shutdown.drain(timeout)`` on the :class:`~anyio_rsocket.ServerShutdown` passed
+    as ``shutdown`` stops accepting, sends CONNECTION_CLOSE to every connection so that in-flight
+    interactions finish while new requests are refused, closes what is left at the deadline, and
+    then this call returns. Cancelling the call drains the same way for ``drain_timeout`` seconds
+    (default 0: every connection is closed at once), shielded from the cancellation, then re-raises
+    it. Either way no connection or task outlives the call.
     """
+    factory = drainable_factory(handler_factory)
+    sessions = registry_for(options)
 
     async def serve_one(stream: ByteStream) -> None:
-        await serve_stream(stream, handler_factory, **options)
+        await serve_stream(stream, factory, sessions=sessions, **options)
 
     await serve_listener(
         serve_one,
@@ -185,8 +240,10 @@ async def serve_tcp(
         ssl_context=ssl_context,
         max_connections=options.get("max_connections"),
         tls_handshake_timeout=options.get("tls_handshake_timeout", DEFAULT_TLS_HANDSHAKE_TIMEOUT),
+        shutdown=shutdown,
+        drain_timeout=options.get("drain_timeout", DEFAULT_DRAIN_TIMEOUT),
         task_status=task_status,
     )
 
 
-__all__ = ["RSocket", "serve_connection", "serve_listener", "serve_stream", "serve_tcp"]
+__all__ = ["RSocket", "ServerShutdown", "serve_connection", "serve_listener", "serve_stream", "serve_tcp"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..protocol.policy import Resume
 from ..transports.base import DEFAULT_CONNECT_TIMEOUT, DEFAULT_FRAME_TIMEOUT
 from ..wire.fragmentation import DEFAULT_MAX_REASSEMBLED_SIZE, MIN_FRAGMENT_SIZE
 from ..wire.frames import MAX_31, MAX_FRAME_SIZE
@@ -45,6 +46,8 @@ class PeerOptions:
     - ``max_lifetime_cap`` / ``keepalive_interval_cap``: the most the peer's SETUP may ask for
       (servers only). Silence is judged against the capped lifetime, and when the peer's own
       keepalives would come too rarely for it, we send KEEPALIVEs asking for an echo instead.
+    - ``resume``: the session may outlive its transport (client: SETUP carries ``resume.token``;
+      server: resumable SETUPs are accepted). Its ``store_size`` and ``session_duration`` apply.
     """
 
     fragment_size: int | None = None
@@ -57,6 +60,7 @@ class PeerOptions:
     expose_errors: bool = False
     max_lifetime_cap: float | None = None
     keepalive_interval_cap: float | None = None
+    resume: Resume | None = None
 
     def __post_init__(self) -> None:
         if self.fragment_size is not None and not MIN_FRAGMENT_SIZE <= self.fragment_size <= MAX_FRAME_SIZE:

@@ -23,12 +23,14 @@ from .connection import HandlerFactory, RSocket
 from .listener import DEFAULT_TLS_HANDSHAKE_TIMEOUT, serve_listener
 from .options import (
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_FRAME_TIMEOUT,
     ConnectOptions,
     ServerOptions,
     split_connect_options,
 )
 from .server import serve_connection
+from .shutdown import ServerShutdown, drainable_factory
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
@@ -117,24 +119,29 @@ async def serve_websocket(
     subprotocols: Sequence[str] = (),
     ssl_context: ssl.SSLContext | None = None,
     handshake_timeout: float = HANDSHAKE_TIMEOUT,
+    shutdown: ServerShutdown | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
     **options: Unpack[ServerOptions],
 ) -> None:
-    """Serve RSocket over WebSocket (``wss://`` with ``ssl_context``) until cancelled.
+    """Serve RSocket over WebSocket (``wss://`` with ``ssl_context``) until cancelled or drained.
 
     Use it like :func:`~anyio_rsocket.serve_tcp`: ``port = await task_group.start(serve_websocket,
     factory, host, 0)`` reports the bound port once connections are accepted. Upgrades are accepted
     on ``path`` only (``None``: any path; others get 404). Of ``subprotocols``, the first one the
     client offers is agreed on. ``handshake_timeout`` bounds how long a new connection may take to
     send its upgrade request (after a TLS handshake, if any). Each connection runs in its own task
-    group; cancelling the server closes every connection with a WebSocket Close. ``options`` are those of
-    :func:`~anyio_rsocket.serve_tcp` (:class:`~anyio_rsocket.options.ServerOptions`).
+    group; closing a connection sends a WebSocket Close. ``options`` are those of
+    :func:`~anyio_rsocket.serve_tcp` (:class:`~anyio_rsocket.options.ServerOptions`), and
+    ``shutdown`` and ``drain_timeout`` stop the server as they stop ``serve_tcp``: draining (see
+    :class:`~anyio_rsocket.ServerShutdown`) closes connections still in their upgrade at once.
+    Cancelling the call without ``drain_timeout`` closes every connection at once.
     """
+    factory = drainable_factory(handler_factory)
 
     async def serve_one(stream: ByteStream) -> None:
         await serve_websocket_stream(
             stream,
-            handler_factory,
+            factory,
             path=path,
             subprotocols=subprotocols,
             handshake_timeout=handshake_timeout,
@@ -148,6 +155,8 @@ async def serve_websocket(
         ssl_context=ssl_context,
         max_connections=options.get("max_connections"),
         tls_handshake_timeout=options.get("tls_handshake_timeout", DEFAULT_TLS_HANDSHAKE_TIMEOUT),
+        shutdown=shutdown,
+        drain_timeout=options.get("drain_timeout", DEFAULT_DRAIN_TIMEOUT),
         task_status=task_status,
     )
 

@@ -220,7 +220,7 @@ class ProtocolConnection(InboundCore):
             self._queue_frame(ErrorFrame(0, ErrorCode.REJECTED_RESUME, decision.reason.encode()))
             self._terminate(ErrorCode.REJECTED_RESUME, decision.reason, TerminationCause.RESUME_REJECTED)
             return self._take_events()
-        self._store.confirm(last_received_server_position)
+        self._confirm(last_received_server_position)
         self._outbox = [encode_frame(ResumeOkFrame(self._received_position))]
         self.bytes_to_send = len(self._outbox[0])
         self._reattach(decision.frames, now)

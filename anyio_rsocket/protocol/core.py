@@ -95,6 +95,10 @@ class CoreBase:
         self._session_deadline: float | None = None  # set while detached: when the session ends
         self._resuming = False  # client: RESUME sent on a new transport, RESUME_OK awaited (R4)
         self._position_asked = False  # store past half full: we asked the peer for its position
+        #: The resume store holds ``resume_store_size`` bytes or more: producers must wait for the
+        #: peer's confirmation. A plain attribute (read it, never set it), for the same reason as
+        #: ``bytes_to_send``.
+        self.store_full = False
 
     # --- read-only view ------------------------------------------------------------------------
 
@@ -165,8 +169,7 @@ class CoreBase:
         A frame is admitted while the store holds less than its capacity, so the store exceeds its
         capacity by at most the last frame admitted; an empty store takes any frame.
         """
-        store = self._store
-        return store is None or store.size < store.capacity
+        return not self.store_full
 
     @property
     def lease_enabled(self) -> bool:
@@ -245,6 +248,8 @@ class CoreBase:
         store = self._store
         assert store is not None
         store.add(frame)
+        if store.size >= store.capacity:
+            self.store_full = True
         if not self._position_asked and store.size * 2 > store.capacity and self._session_deadline is None:
             self._position_asked = True
             keepalive = encode_frame(KeepaliveFrame(True, self._received_position))
@@ -260,6 +265,7 @@ class CoreBase:
                 f"the peer reports position {position}, beyond the {store.position} we sent"
             )
         store.confirm(position)
+        self.store_full = store.size >= store.capacity
         if store.size * 2 <= store.capacity:
             self._position_asked = False
 

@@ -196,7 +196,7 @@ class InboundCore(CoreBase):
             position = frame.last_received_client_position
             replay = self._store.frames_after(position)
             if replay is not None:
-                self._store.confirm(position)
+                self._confirm(position)
                 self._reattach(replay, now)
                 return frames[1:]
             reason = (
