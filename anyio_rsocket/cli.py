@@ -6,13 +6,21 @@
     anyio-rsocket stream tcp://localhost:7000 -r ticks --take 5
     printf 'a\\nb\\n' | anyio-rsocket channel tcp://localhost:7000 -r chat
     anyio-rsocket serve tcp://127.0.0.1:7000 --echo
+    anyio-rsocket stream tcp://localhost:7000 -r ticks --resume   # survives a lost connection
 
 Each answer's data is printed on its own line as soon as it arrives. ``--route`` and the
 authentication options switch the metadata MIME type to composite metadata; authentication is sent
 in SETUP (as Spring Security expects).
 
-Exit status: 0 success, 1 the peer answered with an error, 2 the connection failed or was refused,
-64 usage error (bad option or unreadable input), 124 ``--timeout`` expired, 130 interrupted.
+``--resume`` (request, stream, channel and serve) makes the session resumable: after a lost
+connection the client dials again and the interaction goes on where it was, nothing lost or repeated,
+as long as the session is resumed within ``--resume-duration`` seconds (default 60). ``--reconnect``
+(request, stream, channel) dials a new connection after a loss instead: the interaction in progress
+fails (status 2), so it helps only a request that had not gone out yet. See ``docs/resumption.md``.
+
+Exit status: 0 success, 1 the peer answered with an error, 2 the connection failed, was refused, or
+was lost (and not resumed), 64 usage error (bad option or unreadable input), 124 ``--timeout``
+expired, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ from .extensions import (
 from .peer._groups import single_exception
 from .peer.connection import RSocket
 from .peer.handler import RequestHandler
+from .protocol.policy import Backoff, Resume
 from .wire.errors import ConnectionClosedError, RSocketError
 from .wire.payload import Payload
 
@@ -62,6 +71,11 @@ EXIT_INTERRUPTED = 130
 
 PROG = "anyio-rsocket"
 CLIENT_COMMANDS = ("request", "stream", "channel", "fnf", "push")
+#: The client commands that take --resume and --reconnect (one interaction that can outlive a loss).
+SESSION_COMMANDS = ("request", "stream", "channel")
+
+#: The backoff between dials with ``--reconnect``.
+RECONNECT_BACKOFF = Backoff(initial=0.1, maximum=30.0)
 
 
 class UsageError(Exception):
@@ -115,12 +129,37 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="SECONDS",
             help="give up connecting (TCP, TLS, WebSocket upgrade, SETUP) after this long (default 10)",
         )
+        if name in SESSION_COMMANDS:
+            _add_resume(command, server=False)
+            command.add_argument(
+                "--reconnect",
+                action="store_true",
+                help="after a lost connection, dial a new one (new SETUP, no resume): the interaction "
+                "in progress fails, so this helps only a request not yet sent; see --resume",
+            )
         _add_common(command)
     serve = commands.add_parser("serve", help="run a demo server", description="run a demo server")
     serve.add_argument("url", help="address to listen on: tcp://host:port (port 0 picks one)")
     serve.add_argument("--echo", action="store_true", help="echo every request back")
+    _add_resume(serve, server=True)
     _add_common(serve)
     return parser
+
+
+def _add_resume(command: argparse.ArgumentParser, *, server: bool) -> None:
+    if server:
+        resume_help = "keep the sessions of resumable clients across lost connections"
+        duration_help = "how long a session without a connection is kept (default 60; implies --resume)"
+    else:
+        resume_help = (
+            "resumable session: after a lost connection, dial again and go on where it was, "
+            "nothing lost or repeated (the server must allow resumption)"
+        )
+        duration_help = (
+            "give the session up after this long without a connection (default 60; implies --resume)"
+        )
+    command.add_argument("--resume", action="store_true", help=resume_help)
+    command.add_argument("--resume-duration", type=_positive_float, metavar="SECONDS", help=duration_help)
 
 
 def _add_common(command: argparse.ArgumentParser) -> None:
@@ -277,6 +316,13 @@ def plan_client(args: argparse.Namespace) -> ClientPlan:
         connect_options["fragment_size"] = args.fragment_size
     if args.connect_timeout is not None:
         connect_options["connect_timeout"] = args.connect_timeout
+    resume = resume_option(args)
+    if getattr(args, "reconnect", False):
+        if resume is not None:
+            raise UsageError("choose --resume (or --resume-duration) or --reconnect, not both")
+        connect_options["reconnect"] = RECONNECT_BACKOFF
+    elif resume is not None:
+        connect_options["resume"] = resume
     data_source = getattr(args, "data", None)
     if args.command == "channel" and data_source in (None, "-"):
         data = None  # read stdin line by line while the channel runs
@@ -292,6 +338,16 @@ def plan_client(args: argparse.Namespace) -> ClientPlan:
         setup_payload=setup_payload,
         connect_options=connect_options,
     )
+
+
+def resume_option(args: argparse.Namespace) -> Resume | None:
+    """The ``resume=`` value that ``--resume`` and ``--resume-duration`` ask for, if any."""
+    duration: float | None = getattr(args, "resume_duration", None)
+    if duration is not None:
+        return Resume(session_duration=duration)
+    if getattr(args, "resume", False):
+        return Resume()
+    return None
 
 
 # --- connecting -------------------------------------------------------------------------------------
@@ -365,6 +421,9 @@ def open_connection(plan: ClientPlan, debug: bool) -> AbstractAsyncContextManage
     connect = url_module.connect
     if "fragment_size" in options and not _accepts(connect, "fragment_size"):
         raise UsageError(f"--fragment-size is not supported yet for {scheme}:// URLs")
+    for option, flag in (("resume", "--resume"), ("reconnect", "--reconnect")):
+        if option in options and not _accepts(connect, option):
+            raise UsageError(f"{flag} is not supported yet for {scheme}:// URLs")
     if debug:
         _emit_stderr(f"{PROG}: --debug frame tracing covers tcp:// URLs only")
     context: AbstractAsyncContextManager[RSocket] = connect(plan.url, **options)
@@ -383,11 +442,18 @@ async def _connect_tcp(url: str, options: dict[str, Any], debug: bool) -> AsyncI
     host, port = _tcp_address(url)
     connect_timeout = options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
     deadline = anyio.current_time() + connect_timeout
-    transport: Transport = await open_tcp_transport(host, port, connect_timeout=connect_timeout)
-    if debug:
-        transport = TracingTransport(transport, _emit_stderr)
+
+    async def dial() -> Transport:
+        """A new TCP connection (traced with --debug): the first one, and each one after a loss."""
+        transport: Transport = await open_tcp_transport(host, port, connect_timeout=connect_timeout)
+        return TracingTransport(transport, _emit_stderr) if debug else transport
+
+    transport = await dial()
     options = {**options, "connect_timeout": remaining_time(deadline)}
-    async with closing_unless_entered(transport), open_client(transport, **options) as rsocket:
+    async with (
+        closing_unless_entered(transport),
+        open_client(transport, redial=dial, **options) as rsocket,
+    ):
         yield rsocket
 
 
@@ -497,23 +563,30 @@ async def run_server(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     if args.fragment_size is not None:
         options["fragment_size"] = args.fragment_size
+    resume = resume_option(args)
+    if resume is not None:
+        options["resume"] = resume
     serve: Callable[..., Any]
     if scheme == "tcp":
         from .peer.server import serve_tcp
 
+        # Options are checked against serve_tcp, whose options the traced variant passes on.
+        checked = serve_tcp
         serve = _serve_tcp_traced if args.debug else serve_tcp
     elif scheme == "ws":
         try:
             from .peer.websocket import serve_websocket
         except ImportError:
             raise UsageError("this installation serves tcp:// only") from None
-        serve = serve_websocket
+        checked = serve = serve_websocket
         if args.debug:
             _emit_stderr(f"{PROG}: --debug frame tracing covers tcp:// only")
     else:
         raise UsageError(f"serve supports tcp:// and ws:// URLs, not {args.url!r}")
-    if "fragment_size" in options and not _accepts(serve, "fragment_size"):
+    if "fragment_size" in options and not _accepts(checked, "fragment_size"):
         raise UsageError("--fragment-size is not supported yet")
+    if "resume" in options and not _accepts(checked, "resume"):
+        raise UsageError(f"--resume is not supported yet for {scheme}:// servers")
     try:
         port = parts.port
     except ValueError:
@@ -539,17 +612,20 @@ async def _serve_tcp_traced(
     **options: Any,
 ) -> None:
     """``serve_tcp`` with every connection's frames traced to stderr (``serve --debug``)."""
-    from .peer.server import serve_connection
+    from .peer.options import ServerOptions
+    from .peer.server import registry_for, serve_connection
     from .transports.tcp import ByteStreamTransport
     from .transports.tracing import TracingTransport
 
+    # One registry for every connection, so that a RESUME finds its session (serve_tcp does the same).
+    sessions = registry_for(typing.cast("ServerOptions", options))
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
     async with listener:
         task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
 
         async def handle(stream: anyio.abc.SocketStream) -> None:
             transport = TracingTransport(ByteStreamTransport(stream), _emit_stderr)
-            await serve_connection(transport, handler_factory, **options)
+            await serve_connection(transport, handler_factory, sessions=sessions, **options)
 
         await listener.serve(handle)
 

@@ -23,7 +23,7 @@ from anyio_rsocket.frames import (
     encode_frame,
 )
 from anyio_rsocket.framing import FrameBuffer, prefix_frames
-from anyio_rsocket.peer import driver as driver_module
+from anyio_rsocket.peer import tasks as tasks_module
 from anyio_rsocket.server import serve_connection
 from anyio_rsocket.transports.base import Transport
 from anyio_rsocket.transports.memory import memory_transport_pair
@@ -170,7 +170,7 @@ class _StuckTransport(Transport):
 
 async def test_peer_that_never_reads_cannot_grow_our_queue(monkeypatch: pytest.MonkeyPatch) -> None:
     """A keepalive flood from a peer that never reads our answers: the reader pauses (bounded)."""
-    monkeypatch.setattr(driver_module, "READER_PAUSE_BYTES", 10_000)
+    monkeypatch.setattr(tasks_module, "READER_PAUSE_BYTES", 10_000)
     client_transport, server_transport = memory_transport_pair()
     stuck = _StuckTransport(server_transport)
     peer = RawPeer(client_transport)

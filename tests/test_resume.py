@@ -10,6 +10,7 @@ frame is proven loop-free in ``tests/protocol/test_resume_session.py``; TCP cuts
 from __future__ import annotations
 
 import functools
+import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -30,9 +31,12 @@ from anyio_rsocket import (
     Resume,
     RSocket,
     SessionRegistry,
+    connect,
     connect_tcp,
     serve_tcp,
+    serve_websocket,
 )
+from anyio_rsocket.asgi import RSocketASGIApp
 from anyio_rsocket.client import open_client
 from anyio_rsocket.frames import (
     KeepaliveFrame,
@@ -45,6 +49,8 @@ from anyio_rsocket.frames import (
 from anyio_rsocket.server import serve_connection
 from anyio_rsocket.transports.base import Transport
 from anyio_rsocket.transports.memory import MemoryTransport, memory_transport_pair
+
+from .interop.cutting_proxy import CuttingProxy
 
 pytestmark = pytest.mark.anyio
 
@@ -390,3 +396,54 @@ async def test_reconnect_starts_a_new_connection_after_a_server_restart() -> Non
                 assert await rs.request_response(Payload(b"two")) == Payload(b"echo:two")
                 assert rs.state is ConnectionState.CONNECTED
             outer.cancel_scope.cancel()
+
+
+async def stream_through_cuts(url: str, proxy: CuttingProxy) -> list[int]:
+    received: list[int] = []
+    async with connect(url, resume=Resume(retry=FAST_RETRY)) as rs:
+        async with rs.request_stream(Payload(b"3000"), initial_n=32) as stream:
+            async for item in stream:
+                received.append(int(item.data))
+        assert await rs.request_response(Payload(b"after")) == Payload(b"echo:after")
+    assert proxy.cuts == 2
+    return received
+
+
+async def test_resume_over_websocket_through_cuts() -> None:
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            port = await tg.start(
+                functools.partial(serve_websocket, lambda rs: Handler(), "127.0.0.1", 0, resume=Resume())
+            )
+            async with CuttingProxy("127.0.0.1", port, cut_after_bytes=5000, auto_cuts=2) as proxy:
+                received = await stream_through_cuts(f"ws://127.0.0.1:{proxy.port}/", proxy)
+            assert received == list(range(3000))
+            tg.cancel_scope.cancel()
+
+
+async def test_resume_with_the_asgi_app_under_hypercorn(anyio_backend: str) -> None:
+    from hypercorn.config import Config
+
+    app = RSocketASGIApp(lambda rs: Handler(), resume=Resume())
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    port = sock.getsockname()[1]
+    config = Config()
+    config.bind = [f"fd://{sock.detach()}"]
+    config.graceful_timeout = 0.2
+    config.accesslog = None
+    config.errorlog = None
+    shutdown = anyio.Event()
+    if anyio_backend == "trio":
+        from hypercorn.trio import serve
+    else:
+        from hypercorn.asyncio import serve  # type: ignore[assignment]
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: serve(app, config, shutdown_trigger=shutdown.wait))  # type: ignore[arg-type]
+            async with CuttingProxy("127.0.0.1", port, cut_after_bytes=5000, auto_cuts=2) as proxy:
+                received = await stream_through_cuts(f"ws://127.0.0.1:{proxy.port}/", proxy)
+            assert received == list(range(3000))
+            assert app.sessions is not None and len(app.sessions) == 0  # the client said goodbye
+            shutdown.set()

@@ -28,7 +28,7 @@ from ..wire.errors import ConnectionClosedError, ErrorCode, FrameTooLargeError, 
 from ..wire.frames import MAX_FRAME_SIZE, ErrorFrame, encode_frame
 from .connection import HandlerFactory
 from .options import ServerOptions
-from .server import serve_connection
+from .server import registry_for, serve_connection
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
@@ -157,6 +157,8 @@ class RSocketASGIApp:
         self.handler_factory = handler_factory
         self.subprotocols = tuple(subprotocols)
         self.options = options
+        #: Resumable sessions of this app (``resume=``), shared by its WebSockets.
+        self.sessions = registry_for(options)
         self.max_frame_size = options.get("max_frame_size", MAX_FRAME_SIZE)
         if not 6 <= self.max_frame_size <= MAX_FRAME_SIZE:
             raise ValueError(f"max_frame_size must be in [6, {MAX_FRAME_SIZE}]")
@@ -178,7 +180,7 @@ class RSocketASGIApp:
         subprotocol = next((p for p in offered if p in self.subprotocols), None)
         await send({"type": "websocket.accept", "subprotocol": subprotocol})
         transport = ASGIWebSocketTransport(receive, send, max_frame_size=self.max_frame_size)
-        await serve_connection(transport, self.handler_factory, **self.options)
+        await serve_connection(transport, self.handler_factory, sessions=self.sessions, **self.options)
 
     @staticmethod
     async def _lifespan(receive: Receive, send: Send) -> None:

@@ -11,11 +11,13 @@ import ssl
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio
 import httpx
 from anyio.abc import ByteStream, TaskStatus
 
+from ..transports.base import OwnedTransport, Transport
 from ..transports.websocket import HANDSHAKE_TIMEOUT, accept_websocket, open_websocket
 from ..wire.frames import MAX_FRAME_SIZE
 from .client import open_client, remaining_time
@@ -29,7 +31,8 @@ from .options import (
     ServerOptions,
     split_connect_options,
 )
-from .server import serve_connection
+from .server import registry_for, serve_connection
+from .sessions import SessionRegistry
 from .shutdown import ServerShutdown, drainable_factory
 
 if sys.version_info >= (3, 11):
@@ -68,7 +71,8 @@ async def connect_websocket(
     client_options, max_frame_size, frame_timeout = split_connect_options(options)
     connect_timeout = client_options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
     deadline = anyio.current_time() + connect_timeout
-    async with open_websocket(
+    open_transport = partial(
+        open_websocket,
         url,
         client=client,
         subprotocols=subprotocols,
@@ -77,9 +81,14 @@ async def connect_websocket(
         connect_timeout=connect_timeout,
         max_frame_size=max_frame_size,
         frame_timeout=frame_timeout,
-    ) as transport:
+    )
+
+    async def redial() -> Transport:
+        return await OwnedTransport.enter(open_transport())
+
+    async with open_transport() as transport:
         client_options["connect_timeout"] = remaining_time(deadline)  # for the SETUP confirmation
-        async with open_client(transport, **client_options) as rsocket:
+        async with open_client(transport, redial=redial, **client_options) as rsocket:
             yield rsocket
 
 
@@ -90,13 +99,15 @@ async def serve_websocket_stream(
     path: str | None = "/",
     subprotocols: Sequence[str] = (),
     handshake_timeout: float = HANDSHAKE_TIMEOUT,
+    sessions: SessionRegistry | None = None,
     **options: Unpack[ServerOptions],
 ) -> None:
     """Serve RSocket over WebSocket on one accepted byte stream: the HTTP upgrade, then frames.
 
     The arguments are those of :func:`serve_websocket`; ``handshake_timeout`` bounds the wait for
     the upgrade request. ``max_frame_size`` and ``frame_timeout`` apply to the WebSocket, the other
-    options to the RSocket connection.
+    options to the RSocket connection; ``sessions`` is as for
+    :func:`~anyio_rsocket.server.serve_connection`.
     """
     transport = await accept_websocket(
         stream,
@@ -107,7 +118,7 @@ async def serve_websocket_stream(
         frame_timeout=options.get("frame_timeout", DEFAULT_FRAME_TIMEOUT),
     )
     if transport is not None:
-        await serve_connection(transport, handler_factory, **options)
+        await serve_connection(transport, handler_factory, sessions=sessions, **options)
 
 
 async def serve_websocket(
@@ -137,6 +148,7 @@ async def serve_websocket(
     Cancelling the call without ``drain_timeout`` closes every connection at once.
     """
     factory = drainable_factory(handler_factory)
+    sessions = registry_for(options)
 
     async def serve_one(stream: ByteStream) -> None:
         await serve_websocket_stream(
@@ -145,6 +157,7 @@ async def serve_websocket(
             path=path,
             subprotocols=subprotocols,
             handshake_timeout=handshake_timeout,
+            sessions=sessions,
             **options,
         )
 
