@@ -203,7 +203,7 @@ def expected_items(count: int) -> list[bytes]:
     return [str(i).encode() for i in range(count)]
 
 
-def test_positions_count_resumable_frames_both_ways() -> None:
+def test_positions_count_resumable_frames_both_ways_R2() -> None:
     link = Link()
     app = StreamApp(link)
     app.run()
@@ -218,7 +218,7 @@ INTERACTION_STEPS = 25
 
 
 @pytest.mark.parametrize("cut_after", range(1, INTERACTION_STEPS))
-def test_a_cut_after_any_frame_loses_and_duplicates_nothing(cut_after: int) -> None:
+def test_a_cut_after_any_frame_loses_and_duplicates_nothing_R6(cut_after: int) -> None:
     link = Link()
     app = StreamApp(link)
     app.run(cut_after=cut_after)
@@ -231,7 +231,7 @@ def test_a_cut_after_any_frame_loses_and_duplicates_nothing(cut_after: int) -> N
 
 
 @pytest.mark.parametrize("cut_after", [1, 2, 3, 5, 7])
-def test_several_cuts_in_a_row(cut_after: int) -> None:
+def test_several_cuts_in_a_row_R6(cut_after: int) -> None:
     link = Link()
     app = StreamApp(link, count=30)
     app.run(cut_after=cut_after, cuts=6)
@@ -240,7 +240,7 @@ def test_several_cuts_in_a_row(cut_after: int) -> None:
     assert app.fnf_seen == [b"fnf-0", *[b"fnf-while-cut-%d" % n for n in range(5, -1, -1)]]
 
 
-def test_a_request_made_while_detached_is_answered_after_the_resume() -> None:
+def test_a_request_made_while_detached_is_answered_after_the_resume_R6() -> None:
     link = Link()
     app = StreamApp(link, count=1)
     app.run()
@@ -257,7 +257,7 @@ def test_a_request_made_while_detached_is_answered_after_the_resume() -> None:
     assert link.client.stream_state(rr) is None
 
 
-def test_keepalive_positions_trim_the_store() -> None:
+def test_keepalive_positions_trim_the_store_R3() -> None:
     link = Link()
     app = StreamApp(link, count=20)
     app.run()
@@ -270,7 +270,7 @@ def test_keepalive_positions_trim_the_store() -> None:
     assert link.client.unconfirmed_bytes == 0  # the echo confirmed the client's frames too
 
 
-def test_a_full_store_stops_producers_until_the_peer_confirms() -> None:
+def test_a_full_store_stops_producers_until_the_peer_confirms_R3() -> None:
     config = ProtocolConfig(resume_store_size=64, session_duration=30.0)
     link = Link(server_config=config)
     stream = link.client.request_stream(Payload(b"s"), 1000)
@@ -305,7 +305,7 @@ def test_a_single_frame_larger_than_the_store_still_goes_out() -> None:
     assert not link.server.store_has_room()
 
 
-def test_a_detached_session_expires_after_its_duration() -> None:
+def test_a_detached_session_expires_after_its_duration_R8() -> None:
     link = Link()
     link.cut()
     assert link.server.detached and link.server.next_deadline() == pytest.approx(30.0)
@@ -337,7 +337,7 @@ def test_silence_on_a_resumable_session_detaches_instead_of_closing() -> None:
     assert link.server.detached and link.server.phase is Phase.OPEN
 
 
-def test_the_server_refuses_positions_it_cannot_replay() -> None:
+def test_the_server_refuses_positions_it_cannot_replay_R5() -> None:
     link = Link()
     app = StreamApp(link)
     app.run()
@@ -350,14 +350,14 @@ def test_the_server_refuses_positions_it_cannot_replay() -> None:
     assert isinstance(error, ErrorFrame) and error.error_code == ErrorCode.REJECTED_RESUME
 
 
-def test_the_server_refuses_a_client_that_dropped_frames_it_still_needs() -> None:
+def test_the_server_refuses_a_client_that_dropped_frames_it_still_needs_R5() -> None:
     link = Link()
     link.cut()
     events = link.server.accept_resume(0, link.server.received_position + 1, link.now)
     assert of_type(events, ConnectionTerminated)[0].cause is TerminationCause.RESUME_REJECTED
 
 
-def test_a_client_told_rejected_resume_ends_the_session() -> None:
+def test_a_client_told_rejected_resume_ends_the_session_R7() -> None:
     link = Link()
     link.cut()
     link.client.resume_frame()
@@ -366,7 +366,7 @@ def test_a_client_told_rejected_resume_ends_the_session() -> None:
     assert ended.cause is TerminationCause.RESUME_REJECTED and "unknown session" in ended.message
 
 
-def test_a_client_answered_with_anything_but_resume_ok_gives_up() -> None:
+def test_a_client_answered_with_anything_but_resume_ok_gives_up_R4() -> None:
     link = Link()
     link.cut()
     link.client.resume_frame()
@@ -377,7 +377,7 @@ def test_a_client_answered_with_anything_but_resume_ok_gives_up() -> None:
     assert isinstance(error, ErrorFrame) and error.error_code == ErrorCode.CONNECTION_ERROR
 
 
-def test_a_client_refuses_resume_ok_at_a_position_it_no_longer_holds() -> None:
+def test_a_client_refuses_resume_ok_at_a_position_it_no_longer_holds_R6() -> None:
     link = Link()
     app = StreamApp(link)
     app.run()
@@ -387,7 +387,7 @@ def test_a_client_refuses_resume_ok_at_a_position_it_no_longer_holds() -> None:
     assert of_type(link.client.receive_frames([answer], link.now), ConnectionTerminated)
 
 
-def test_unknown_token_gets_rejected_resume() -> None:
+def test_unknown_token_gets_rejected_resume_R5() -> None:
     fresh = ProtocolConnection(client=False, config=SERVER_CONFIG)
     fresh.receive_frames([encode_frame(ResumeFrame(b"nobody", 0, 0))], 0.0)
     assert fresh.phase is Phase.RESUME_RECEIVED
@@ -397,7 +397,7 @@ def test_unknown_token_gets_rejected_resume() -> None:
     assert fresh.closed
 
 
-def test_resume_with_swapped_version_fields_is_accepted() -> None:
+def test_resume_with_swapped_version_fields_is_accepted_R4() -> None:
     # rsocket-js 1.0.0-alpha.3 writes RESUME as version 0.1.
     fresh = ProtocolConnection(client=False, config=SERVER_CONFIG)
     events = fresh.receive_frames([encode_frame(ResumeFrame(TOKEN, 0, 0, 0, 1))], 0.0)
@@ -411,7 +411,7 @@ def test_resume_with_an_unknown_version_is_rejected() -> None:
     assert isinstance(error, ErrorFrame) and error.error_code == ErrorCode.REJECTED_RESUME
 
 
-def test_a_server_without_resumption_rejects_resume_and_resumable_setup() -> None:
+def test_a_server_without_resumption_rejects_resume_and_resumable_setup_S7_R5() -> None:
     plain = ProtocolConnection(client=False)
     plain.receive_frames([encode_frame(ResumeFrame(TOKEN, 0, 0))], 0.0)
     [error] = [decode_frame(f) for f in plain.data_to_send()]
@@ -422,7 +422,7 @@ def test_a_server_without_resumption_rejects_resume_and_resumable_setup() -> Non
     assert isinstance(error, ErrorFrame) and error.error_code == ErrorCode.REJECTED_SETUP
 
 
-def test_a_resume_enabled_server_still_accepts_plain_setup() -> None:
+def test_a_resume_enabled_server_still_accepts_plain_setup_R1() -> None:
     server = ProtocolConnection(client=False, config=SERVER_CONFIG)
     setup = SetupFrame(1000, 5000, "application/octet-stream", "application/octet-stream")
     assert of_type(server.receive_frames([encode_frame(setup)], 0.0), SetupReceived)
@@ -430,7 +430,7 @@ def test_a_resume_enabled_server_still_accepts_plain_setup() -> None:
     assert not server.resumable
 
 
-def test_resume_with_lease_is_refused_both_sides() -> None:
+def test_resume_with_lease_is_refused_both_sides_R8() -> None:
     client = ProtocolConnection(client=True, config=ProtocolConfig(lease=True))
     with pytest.raises(LocalProtocolError):
         client.initiate(0.0, resumable_setup(lease=True))
@@ -440,7 +440,7 @@ def test_resume_with_lease_is_refused_both_sides() -> None:
     assert isinstance(error, ErrorFrame) and error.error_code == ErrorCode.UNSUPPORTED_SETUP
 
 
-def test_resume_after_setup_is_a_connection_error() -> None:
+def test_resume_after_setup_is_a_connection_error_R7() -> None:
     link = Link()
     link.to_server.append(encode_frame(ResumeFrame(TOKEN, 0, 0)))
     link.deliver_all()
@@ -448,7 +448,7 @@ def test_resume_after_setup_is_a_connection_error() -> None:
     assert ended.cause is TerminationCause.PEER_VIOLATION
 
 
-def test_a_keepalive_confirming_more_than_was_sent_is_a_violation() -> None:
+def test_a_keepalive_confirming_more_than_was_sent_is_a_violation_R3() -> None:
     link = Link()
     link.to_server.append(encode_frame(KeepaliveFrame(False, 10_000)))
     link.deliver_all()
@@ -478,7 +478,7 @@ def test_only_resumable_sessions_detach() -> None:
         link.client.resume_frame()  # not detached
 
 
-def test_frames_of_a_fragmented_item_are_replayed_whole() -> None:
+def test_frames_of_a_fragmented_item_are_replayed_whole_R2() -> None:
     config = ProtocolConfig(resume_store_size=1 << 16, session_duration=30.0, fragment_size=64)
     link = Link(server_config=config)
     received: list[bytes] = []
