@@ -447,3 +447,58 @@ async def test_resume_with_the_asgi_app_under_hypercorn(anyio_backend: str) -> N
             assert received == list(range(3000))
             assert app.sessions is not None and len(app.sessions) == 0  # the client said goodbye
             shutdown.set()
+
+
+class ChannelHandler(Handler):
+    async def request_channel(
+        self, payload: Payload, inbound: AsyncIterator[Payload]
+    ) -> AsyncIterator[Payload]:
+        async for item in inbound:
+            yield Payload(b"re:" + item.data)
+
+
+async def test_a_channel_survives_cuts_in_both_directions() -> None:
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            server = MemoryServer(tg, Resume(session_duration=30.0))
+            server.handler = ChannelHandler()
+            transport = await server.dial()
+            async with open_client(transport, resume=Resume(retry=FAST_RETRY), redial=server.dial) as rs:
+
+                async def outbound() -> AsyncIterator[Payload]:
+                    for index in range(1, 1000):
+                        if index in (200, 600):
+                            await server.cut()
+                        yield Payload(b"%d" % index)
+
+                echoes: list[bytes] = []
+                async with rs.request_channel(Payload(b"0"), initial_n=8, outbound=outbound()) as channel:
+                    async for item in channel:
+                        echoes.append(item.data)
+                assert echoes == [b"re:%d" % index for index in range(1, 1000)]  # the first is the request
+                assert server.dialled == 3
+            tg.cancel_scope.cancel()
+
+
+async def test_requests_from_the_server_survive_a_cut_too() -> None:
+    class ClientSide(RequestHandler):
+        async def request_stream(self, payload: Payload) -> AsyncIterator[Payload]:
+            for index in range(500):
+                yield Payload(b"%d" % index)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            server = MemoryServer(tg, Resume(session_duration=30.0))
+            transport = await server.dial()
+            async with open_client(
+                transport, resume=Resume(retry=FAST_RETRY), redial=server.dial, handler=ClientSide()
+            ):
+                [server_side] = server.server_sockets
+                received: list[bytes] = []
+                async with server_side.request_stream(Payload(b""), initial_n=4) as stream:
+                    async for item in stream:
+                        received.append(item.data)
+                        if len(received) == 100:
+                            await server.cut()
+                assert received == [b"%d" % index for index in range(500)]
+            tg.cancel_scope.cancel()
