@@ -16,6 +16,7 @@ from .peer.session import ConnectionState
 from .peer.sessions import SessionRegistry
 from .peer.setup_info import SetupInfo
 from .peer.shutdown import ServerShutdown
+from .pool import LeastLoaded, Pool, RoundRobin, TargetState, TargetStats, connect_pool
 from .protocol.errors import (
     InvalidArgumentError,
     InvalidStateError,
@@ -85,6 +86,12 @@ __all__ = [
     "ApplicationError",
     "Backoff",
     "ConnectionState",
+    "LeastLoaded",
+    "Pool",
+    "RoundRobin",
+    "TargetState",
+    "TargetStats",
+    "connect_pool",
     "CanceledError",
     "ConnectionClosedError",
     "ConnectTimeoutError",

@@ -20,6 +20,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from anyio_rsocket import Backoff, ConnectionState, Payload, RequestHandler, Resume, connect_tcp, serve_tcp
 from anyio_rsocket import cli as cli_module
+from anyio_rsocket.websocket import serve_websocket
 
 from .interop.cutting_proxy import CuttingProxy
 from .test_cli import COMMAND, TIMEOUT, in_process, read_line, stop
@@ -90,6 +91,24 @@ async def test_stream_with_resume_prints_every_item_once_through_two_cuts(
             assert result == (0, items(3000), "")
             await proxy.wait_cuts(2)
             assert proxy.connections == 3  # the first connection, then one RESUME per cut
+
+
+async def test_stream_with_resume_over_websocket(capsys: pytest.CaptureFixture[str]) -> None:
+    """``stream ws://... --resume``: WebSocket connections are dialled again and resumed too."""
+    handler = Handler()
+    with anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as task_group:
+            serve = functools.partial(
+                serve_websocket, lambda rsocket: handler, "127.0.0.1", 0, resume=RESUMABLE
+            )
+            port = await task_group.start(serve)
+            async with CuttingProxy("127.0.0.1", port, cut_after_bytes=4000, auto_cuts=2) as proxy:
+                url = f"ws://127.0.0.1:{proxy.port}/"
+                result = await in_process(capsys, "stream", url, "-d", "3000", "--resume")
+                assert result == (0, items(3000), "")
+                await proxy.wait_cuts(2)
+                assert proxy.connections == 3
+            task_group.cancel_scope.cancel()
 
 
 async def test_channel_with_resume_duration_survives_cuts(capsys: pytest.CaptureFixture[str]) -> None:

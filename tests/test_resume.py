@@ -9,6 +9,7 @@ frame is proven loop-free in ``tests/protocol/test_resume_session.py``; TCP cuts
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import socket
 from collections.abc import AsyncIterator
@@ -30,6 +31,7 @@ from anyio_rsocket import (
     RequestHandler,
     Resume,
     RSocket,
+    ServerShutdown,
     SessionRegistry,
     connect,
     connect_tcp,
@@ -501,4 +503,53 @@ async def test_requests_from_the_server_survive_a_cut_too() -> None:
                         if len(received) == 100:
                             await server.cut()
                 assert received == [b"%d" % index for index in range(500)]
+            tg.cancel_scope.cancel()
+
+
+async def test_reconnect_after_the_server_drains_and_restarts() -> None:
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as outer:
+            shutdown = ServerShutdown()
+            port = await outer.start(
+                functools.partial(serve_tcp, lambda rs: Handler(), "127.0.0.1", 0, shutdown=shutdown)
+            )
+            async with connect_tcp("127.0.0.1", port, reconnect=Backoff(0.01, 0.05)) as rs:
+                assert await rs.request_response(Payload(b"one")) == Payload(b"echo:one")
+                await shutdown.drain(1.0)  # CONNECTION_CLOSE, then the server is gone
+                assert await rs.wait_for_state(ConnectionState.RECONNECTING) is ConnectionState.RECONNECTING
+                await outer.start(functools.partial(serve_tcp, lambda rs: Handler(), "127.0.0.1", port))
+                assert await rs.request_response(Payload(b"two")) == Payload(b"echo:two")
+            outer.cancel_scope.cancel()
+
+
+@pytest.mark.virtual_time
+async def test_reconnect_after_the_server_falls_silent() -> None:
+    """K3 with reconnect=: a server that stops answering (a half-open connection) is redialled."""
+    dials: list[MemoryTransport] = []
+
+    async def silent_server(transport: MemoryTransport) -> None:
+        # Echo the KEEPALIVE that confirms SETUP, then never answer again.
+        with contextlib.suppress(ConnectionClosedError):  # the client gave up on this one
+            while True:
+                for raw in await transport.receive():
+                    frame = decode_frame(raw)
+                    if isinstance(frame, KeepaliveFrame) and frame.respond:
+                        await transport.send([encode_frame(KeepaliveFrame(False, 0, frame.data))])
+                        await anyio.sleep_forever()
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+
+            async def dial() -> Transport:
+                client_end, server_end = memory_transport_pair()
+                dials.append(server_end)
+                tg.start_soon(silent_server, server_end)
+                return client_end
+
+            transport = await dial()
+            options: dict[str, Any] = {"keepalive_interval": 0.1, "max_lifetime": 0.4}
+            async with open_client(transport, reconnect=Backoff(0.01, 0.02), redial=dial, **options) as rs:
+                while len(dials) < 3:
+                    await rs.state_changed()
+                assert rs.state is not ConnectionState.CLOSED
             tg.cancel_scope.cancel()

@@ -68,6 +68,17 @@ class RSocket(SessionDriver):
         return self._error
 
     @property
+    def available(self) -> bool:
+        """Whether a new request would go out now: connected (not detached or reconnecting), not
+        closing, and, with leasing, allowed by the peer's current lease. A load balancer's test."""
+        core = self._core
+        return (
+            self._state is ConnectionState.CONNECTED
+            and not core.draining
+            and core.lease_allows_request(anyio.current_time())
+        )
+
+    @property
     def transport(self) -> Transport:
         """The transport carrying this connection's frames."""
         return self._transport

@@ -31,6 +31,7 @@ __all__ = [
     "ConnectOptions",
     "PeerOptions",
     "ServerOptions",
+    "TargetOptions",
     "split_connect_options",
 ]
 
@@ -76,6 +77,30 @@ class ClientOptions(TypedDict, total=False):
 class ConnectOptions(ClientOptions, total=False):
     """:class:`ClientOptions` plus the limits of the transport that ``connect_*`` builds."""
 
+    max_frame_size: int
+    frame_timeout: float
+
+
+class TargetOptions(TypedDict, total=False):
+    """The options :func:`~anyio_rsocket.connect_pool` passes to every target's connection: those of
+    :class:`ConnectOptions` except ``reconnect`` (the pool re-dials its targets itself)."""
+
+    data_mime_type: str
+    metadata_mime_type: str
+    keepalive_interval: float
+    max_lifetime: float
+    setup_payload: Payload | None
+    handler: RequestHandler | Callable[[RSocket], RequestHandler] | None
+    confirm_setup: bool
+    lease: bool | LeaseStrategy
+    lease_wait: bool
+    fragment_size: int | None
+    max_reassembled_size: int
+    max_concurrent_requests: int
+    max_stream_id: int
+    connect_timeout: float
+    expose_errors: bool
+    resume: Resume | None
     max_frame_size: int
     frame_timeout: float
 

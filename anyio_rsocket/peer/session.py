@@ -25,12 +25,14 @@ from typing import Any
 import anyio
 
 from ..protocol import (
+    ConnectionTerminated,
     KeepaliveReceived,
     Phase,
     ProtocolConnection,
     ResumeReceived,
     SessionDetached,
     SessionResumed,
+    TerminationCause,
 )
 from ..protocol.policy import Backoff, Resume
 from ..transports.base import DEFAULT_CONNECT_TIMEOUT, Transport
@@ -41,7 +43,7 @@ from ..wire.errors import (
     RejectedResumeError,
     RSocketError,
 )
-from .driver import CoreDriver, protocol_config
+from .driver import CoreDriver, protocol_config, termination_error
 
 #: Opens a new transport to the same server (a resumable or reconnecting client's dialler).
 Redial = Callable[[], Awaitable[Transport]]
@@ -156,6 +158,20 @@ class SessionDriver(CoreDriver):
             self._start_reconnecting(error)
         else:
             self._terminate(error)
+
+    def _on_terminated(self, event: ConnectionTerminated) -> None:
+        """reconnect=: the peer closing an established connection, or its silence (K3), is a loss
+        like any other; the rest (a refused SETUP, our own violation) ends the connection."""
+        if (
+            self._reconnect is not None
+            and self._is_client
+            and self._error is None
+            and self._core.established
+            and event.cause in (TerminationCause.PEER_CLOSED, TerminationCause.TIMEOUT)
+        ):
+            self._start_reconnecting(termination_error(event))
+            return
+        super()._on_terminated(event)
 
     def _on_detached(self, event: SessionDetached) -> None:
         """K3 on a resumable session: the core detached itself; drop the silent transport."""

@@ -43,6 +43,13 @@ async def peer_server(script: str, *options: str) -> AsyncIterator[int]:
 
     The peer's stderr (its logs) is inherited, so pytest shows it when a test fails.
     """
+    async with peer_process(script, *options) as (port, _):
+        yield port
+
+
+@asynccontextmanager
+async def peer_process(script: str, *options: str) -> AsyncIterator[tuple[int, Process]]:
+    """As :func:`peer_server`, yielding the process too (for tests that kill it)."""
     process = await anyio.open_process(
         [sys.executable, str(PEERS / script), *options], stdin=PIPE, stdout=PIPE, stderr=None
     )
@@ -52,6 +59,6 @@ async def peer_server(script: str, *options: str) -> AsyncIterator[int]:
             line = await BufferedByteReceiveStream(process.stdout).receive_until(b"\n", 100)
         keyword, _, port = line.decode("ascii").partition(" ")
         assert keyword == "PORT", f"unexpected first line from {script}: {line!r}"
-        yield int(port)
+        yield int(port), process
     finally:
         await stop_peer(process)
