@@ -25,14 +25,18 @@ from anyio_rsocket import (
     Payload,
     RejectedSetupError,
     RequestHandler,
+    Resume,
     RoundRobin,
     RSocket,
     TargetState,
     connect_pool,
     connect_tcp,
     serve_tcp,
+    serve_websocket,
 )
+from anyio_rsocket.pool import dns_targets, file_targets
 
+from .interop.cutting_proxy import CuttingProxy
 from .interop.peer_process import peer_process, peer_server
 
 pytestmark = pytest.mark.anyio
@@ -339,3 +343,83 @@ async def test_leaving_the_pool_closes_every_connection() -> None:
             assert all(rs is not None and rs.close_reason is not None for rs in rsockets)
             with pytest.raises(ConnectionClosedError):
                 await pool.request_response(Payload(b"after"))
+
+
+async def test_file_targets_follow_the_file(tmp_path: Any) -> None:
+    path = tmp_path / "targets.txt"
+    path.write_text("# our servers\ntcp://a:1\n\ntcp://b:2  # the second\n")
+    with anyio.fail_after(10):
+        source = file_targets(path, interval=0.01)
+        assert await source.__anext__() == ["tcp://a:1", "tcp://b:2"]
+        path.write_text("tcp://b:2\n")
+        assert await source.__anext__() == ["tcp://b:2"]
+        path.unlink()  # unreadable: the last list stays (nothing new is yielded)
+        path.write_text("tcp://c:3\n")
+        assert await source.__anext__() == ["tcp://c:3"]
+        await source.aclose()
+
+
+async def test_dns_targets_resolve_every_address() -> None:
+    with anyio.fail_after(10):
+        source = dns_targets("localhost", 7878, interval=0.01)
+        urls = await source.__anext__()
+        assert "tcp://127.0.0.1:7878" in urls
+        assert all(url.startswith("tcp://") and url.endswith(":7878") for url in urls)
+        await source.aclose()
+        assert [u async for u in _first(dns_targets("no-such-host.invalid", 1, interval=0.01))] == [[]]
+
+
+async def _first(source: AsyncIterator[list[str]]) -> AsyncIterator[list[str]]:
+    async for urls in source:
+        yield urls
+        return
+
+
+async def test_a_pool_fed_by_a_targets_file(tmp_path: Any) -> None:
+    with anyio.fail_after(20):
+        async with servers(("a", 0.0), ("b", 0.0)) as (_, (a, b)):
+            path = tmp_path / "targets.txt"
+            path.write_text(a.url + "\n")
+            async with connect_pool(file_targets(path, interval=0.01)) as pool:
+                assert (await pool.request_response(Payload(b"1"))).data == b"a:1"
+                path.write_text(b.url + "\n")
+                while [t.url for t in pool.targets] != [b.url]:
+                    await anyio.sleep(0.01)
+                assert (await pool.request_response(Payload(b"2"))).data == b"b:2"
+
+
+async def test_with_resume_a_targets_streams_survive_a_blip() -> None:
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            handler = Echo("r")
+            port = await tg.start(
+                functools.partial(serve_tcp, lambda rs: handler, "127.0.0.1", 0, resume=Resume())
+            )
+            async with CuttingProxy("127.0.0.1", port, cut_after_bytes=4000, auto_cuts=1) as proxy:
+                url = f"tcp://127.0.0.1:{proxy.port}"
+                async with connect_pool([url], resume=Resume(retry=FAST)) as pool:
+                    async with pool.request_stream(Payload(b"2000"), initial_n=16) as stream:
+                        items = [item.data async for item in stream]
+                    assert items == [b"r-%d" % index for index in range(2000)]
+                    assert proxy.cuts == 1
+                    [target] = pool.targets
+                    assert target.connects == 1 and target.failures == 0  # resumed, never down
+            tg.cancel_scope.cancel()
+
+
+async def test_websocket_targets() -> None:
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            ports = []
+            for name in ("w1", "w2"):
+                handler = Echo(name)
+
+                def factory(rs: RSocket, handler: Echo = handler) -> RequestHandler:
+                    return handler
+
+                ports.append(await tg.start(functools.partial(serve_websocket, factory, "127.0.0.1", 0)))
+            urls = [f"ws://127.0.0.1:{port}/" for port in ports]
+            async with connect_pool(urls) as pool:
+                replies = {(await pool.request_response(Payload(b"x"))).data for _ in range(4)}
+            assert replies == {b"w1:x", b"w2:x"}
+            tg.cancel_scope.cancel()

@@ -8,6 +8,7 @@ from .pool import (
     Targets,
     connect_pool,
 )
+from .sources import dns_targets, file_targets, parse_targets
 from .strategies import LeastLoaded, RoundRobin, Strategy
 from .target import Target, TargetState, TargetStats
 
@@ -24,4 +25,7 @@ __all__ = [
     "TargetStats",
     "Targets",
     "connect_pool",
+    "dns_targets",
+    "file_targets",
+    "parse_targets",
 ]
