@@ -9,13 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 from .peer.client import connect_tcp, open_client
 from .peer.connection import RSocket
+from .peer.deadlines import DEADLINE_MIME_TYPE
 from .peer.handler import RequestHandler
+from .peer.interaction import Interaction, Interceptor, Side
 from .peer.requester import DEFAULT_INITIAL_N, RequestChannel, RequestStream
 from .peer.server import serve_connection, serve_stream, serve_tcp
 from .peer.session import ConnectionState
 from .peer.sessions import SessionRegistry
 from .peer.setup_info import SetupInfo
 from .peer.shutdown import ServerShutdown
+from .peer.stats import ConnectionStats
 from .pool import LeastLoaded, Pool, RoundRobin, TargetState, TargetStats, connect_pool
 from .protocol.errors import (
     InvalidArgumentError,
@@ -86,6 +89,11 @@ __all__ = [
     "ApplicationError",
     "Backoff",
     "ConnectionState",
+    "ConnectionStats",
+    "DEADLINE_MIME_TYPE",
+    "Interaction",
+    "Interceptor",
+    "Side",
     "LeastLoaded",
     "Pool",
     "RoundRobin",

@@ -7,6 +7,8 @@
     printf 'a\\nb\\n' | anyio-rsocket channel tcp://localhost:7000 -r chat
     anyio-rsocket serve tcp://127.0.0.1:7000 --echo
     anyio-rsocket stream tcp://localhost:7000 -r ticks --resume   # survives a lost connection
+    anyio-rsocket serve tcp://0.0.0.0:7000 --echo --workers 4     # 4 processes share the port
+    anyio-rsocket request --target tcp://a:7000 --target tcp://b:7000 -d hi   # a pool of servers
 
 Each answer's data is printed on its own line as soon as it arrives. ``--route`` and the
 authentication options switch the metadata MIME type to composite metadata; authentication is sent
@@ -18,9 +20,27 @@ as long as the session is resumed within ``--resume-duration`` seconds (default 
 (request, stream, channel) dials a new connection after a loss instead: the interaction in progress
 fails (status 2), so it helps only a request that had not gone out yet. See ``docs/resumption.md``.
 
+``--target URL`` (repeatable; request, stream, channel) talks to a pool of servers through
+:func:`~anyio_rsocket.connect_pool` instead of one connection: every target is dialled, and the
+interaction goes to one available target picked at random (so repeated commands spread over the
+servers); a positional URL given as well is one more target. Targets that are down are skipped; with
+none available the command waits up to ``--connect-timeout`` (default 10 s) for one, then fails with
+status 2.
+
+``serve --workers N`` runs N worker processes that share the port (``SO_REUSEPORT``; Linux, macOS,
+BSD): with port 0 the first worker picks the port and the others join it. The parent prints the
+``listening on`` line once every worker listens, passes the workers' output on, forwards SIGINT and
+SIGTERM to them, and stops them all when one exits (it then exits with that worker's status) or when
+it exits itself; a worker whose parent is gone (its stdin closes) stops too. ``serve --reuse-port``
+sets ``SO_REUSEPORT`` on a single server, for processes started some other way. The demo server
+answers a request-response routed ``worker`` (``-r worker``) with ``worker K/N pid P`` instead of
+echoing it, which shows which process served a connection. Resumable sessions (``--resume``) live
+in one worker: see ``docs/scaling.md``.
+
 Exit status: 0 success, 1 the peer answered with an error, 2 the connection failed, was refused, or
-was lost (and not resumed), 64 usage error (bad option or unreadable input), 124 ``--timeout``
-expired, 130 interrupted.
+was lost (and not resumed), no ``--target`` became available, or ``serve`` could not listen, 64 usage
+error (bad option or unreadable input), 124 ``--timeout`` expired, 130 interrupted (``serve
+--workers``: 128 + the signal number for SIGINT and SIGTERM).
 """
 
 from __future__ import annotations
@@ -28,6 +48,8 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
+import signal
+import subprocess
 import sys
 import threading
 import typing
@@ -44,6 +66,7 @@ import anyio
 import anyio.abc
 import anyio.from_thread
 import anyio.lowlevel
+from anyio.streams.buffered import BufferedByteReceiveStream
 
 from .extensions import (
     MESSAGE_COMPOSITE_METADATA,
@@ -58,6 +81,7 @@ from .extensions import (
 from .peer._groups import single_exception
 from .peer.connection import RSocket
 from .peer.handler import RequestHandler
+from .pool import Pool
 from .protocol.policy import Backoff, Resume
 from .wire.errors import ConnectionClosedError, RSocketError
 from .wire.payload import Payload
@@ -107,7 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
     }
     for name in CLIENT_COMMANDS:
         command = commands.add_parser(name, help=helps[name], description=helps[name])
-        command.add_argument("url", help="server URL: tcp://host:port (also tcps, ws, wss when available)")
+        url_help = "server URL: tcp://host:port (also tcps, ws, wss when available)"
+        if name in SESSION_COMMANDS:
+            command.add_argument("url", nargs="?", help=url_help + "; optional with --target")
+            command.add_argument(
+                "--target",
+                action="append",
+                metavar="URL",
+                help="a server of a pool (repeatable): the interaction goes to one available target, "
+                "picked at random; down targets are skipped, and with none up the command waits up to "
+                "--connect-timeout for one. A positional URL is one more target",
+            )
+        else:
+            command.add_argument("url", help=url_help)
         data_help = "data: literal text, @file, or - for stdin"
         if name == "channel":
             data_help += " (elements are lines; default: stdin, read progressively)"
@@ -140,7 +176,26 @@ def build_parser() -> argparse.ArgumentParser:
         _add_common(command)
     serve = commands.add_parser("serve", help="run a demo server", description="run a demo server")
     serve.add_argument("url", help="address to listen on: tcp://host:port (port 0 picks one)")
-    serve.add_argument("--echo", action="store_true", help="echo every request back")
+    serve.add_argument(
+        "--echo",
+        action="store_true",
+        help="echo every request back (a request-response routed 'worker' is answered with "
+        "'worker K/N pid P' instead)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="run N worker processes sharing the port (SO_REUSEPORT; with port 0 they share the one "
+        "the first picks); resumable sessions stay in one worker (default 1)",
+    )
+    serve.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="set SO_REUSEPORT, so that other processes can listen on the same port",
+    )
+    serve.add_argument("--as-worker", metavar="K/N", help=argparse.SUPPRESS)  # set by --workers
     _add_resume(serve, server=True)
     _add_common(serve)
     return parser
@@ -256,7 +311,8 @@ async def _lines_of(data: bytes) -> AsyncIterator[bytes]:
 class ClientPlan:
     """What a client command will do, worked out from the options before connecting.
 
-    ``data`` is ``None`` for a channel reading stdin progressively.
+    ``data`` is ``None`` for a channel reading stdin progressively. ``targets``, when not empty,
+    are the URLs of a pool (``--target``, plus the positional URL if given); ``url`` is then the first.
     """
 
     command: str
@@ -267,10 +323,17 @@ class ClientPlan:
     request_metadata: bytes | None
     setup_payload: Payload | None
     connect_options: dict[str, Any] = field(default_factory=dict)
+    targets: list[str] = field(default_factory=list)
 
 
 def plan_client(args: argparse.Namespace) -> ClientPlan:
     """Check option combinations and build metadata; raises :class:`UsageError`."""
+    pool_targets: list[str] = getattr(args, "target", None) or []
+    targets: list[str] = [*([args.url] if args.url is not None else []), *pool_targets]
+    if not targets:
+        raise UsageError("the following arguments are required: url (or --target URL)")
+    if pool_targets and getattr(args, "reconnect", False):
+        raise UsageError("--reconnect cannot be combined with --target: the pool dials its targets again")
     auth: list[CompositeEntry] = []
     if args.auth_bearer is not None:
         auth.append(bearer(args.auth_bearer))
@@ -330,13 +393,14 @@ def plan_client(args: argparse.Namespace) -> ClientPlan:
         data = read_source(data_source) or b""
     return ClientPlan(
         command=args.command,
-        url=args.url,
+        url=targets[0],
         data=data,
         data_mime_type=args.data_mime,
         metadata_mime_type=metadata_mime_type,
         request_metadata=request_metadata,
         setup_payload=setup_payload,
         connect_options=connect_options,
+        targets=targets if pool_targets else [],
     )
 
 
@@ -401,14 +465,18 @@ def _tcp_address(url: str) -> tuple[str, int]:
     return parts.hostname, port
 
 
-def open_connection(plan: ClientPlan, debug: bool) -> AbstractAsyncContextManager[RSocket]:
-    """Connect as ``plan`` says; ``debug`` traces frames to stderr (tcp:// only)."""
-    options: dict[str, Any] = {
+def _connection_options(plan: ClientPlan) -> dict[str, Any]:
+    return {
         "data_mime_type": plan.data_mime_type,
         "metadata_mime_type": plan.metadata_mime_type,
         "setup_payload": plan.setup_payload,
         **plan.connect_options,
     }
+
+
+def open_connection(plan: ClientPlan, debug: bool) -> AbstractAsyncContextManager[RSocket]:
+    """Connect as ``plan`` says; ``debug`` traces frames to stderr (tcp:// only)."""
+    options = _connection_options(plan)
     scheme = urlsplit(plan.url).scheme.lower()
     if scheme == "tcp":
         return _connect_tcp(plan.url, options, debug)
@@ -457,6 +525,40 @@ async def _connect_tcp(url: str, options: dict[str, Any], debug: bool) -> AsyncI
         yield rsocket
 
 
+@asynccontextmanager
+async def open_pool(plan: ClientPlan, debug: bool) -> AsyncIterator[Pool]:
+    """A pool over ``plan.targets`` (``--target``), once one target is available.
+
+    Waits up to the connect timeout (``--connect-timeout``, default 10 s) for an available target;
+    raises :class:`ConnectionClosedError` naming why each target is down if none became available.
+    """
+    from .peer.options import DEFAULT_CONNECT_TIMEOUT
+    from .pool import LeastLoaded, connect_pool
+
+    url_module = _url_module()
+    schemes: tuple[str, ...] = getattr(url_module, "SCHEMES", ("tcp",))
+    for url in plan.targets:
+        if urlsplit(url).scheme.lower() not in schemes:
+            raise UsageError(f"unsupported URL scheme in {url!r}; use one of {', '.join(schemes)}")
+    if debug:
+        _emit_stderr(f"{PROG}: --debug frame tracing covers a single tcp:// URL, not --target pools")
+    options = _connection_options(plan)
+    connect_timeout: float = options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+    deadline = anyio.current_time() + connect_timeout
+    # LeastLoaded with no latency measured yet picks a random available target: one interaction per
+    # command, so repeated commands spread over the servers.
+    async with connect_pool(plan.targets, strategy=LeastLoaded(), **options) as pool:
+        with anyio.move_on_after(max(deadline - anyio.current_time(), 0.0)):
+            await pool.wait_available()
+        if not any(target.available for target in pool.targets):
+            reasons = "; ".join(
+                f"{target.url}: {_describe(target.last_error) if target.last_error else target.state.value}"
+                for target in pool.targets
+            )
+            raise ConnectionClosedError(f"no target available within {connect_timeout:g} s ({reasons})")
+        yield pool
+
+
 # --- the client commands ----------------------------------------------------------------------------
 
 
@@ -467,30 +569,38 @@ def _print_item(payload: Payload) -> None:
 
 
 async def run_client(args: argparse.Namespace, plan: ClientPlan) -> int:
-    """Run one client command as planned."""
-    async with open_connection(plan, args.debug) as rsocket:
-        metadata = plan.request_metadata
-        data = plan.data
-        if plan.command == "request":
-            _print_item(await rsocket.request_response(Payload(data or b"", metadata)))
-        elif plan.command == "fnf":
-            await rsocket.fire_and_forget(Payload(data or b"", metadata))
-        elif plan.command == "push":
-            assert metadata is not None
-            await rsocket.metadata_push(metadata)
-        elif plan.command == "stream":
-            await _stream(rsocket, Payload(data or b"", metadata), args.request_n, args.take)
-        else:
-            lines = _lines_of(data) if data is not None else _stdin_lines()
-            await _channel(rsocket, lines, metadata, args.request_n, args.take)
+    """Run one client command as planned: over one connection, or a pool with ``--target``."""
+    if plan.targets:
+        async with open_pool(plan, args.debug) as pool:
+            await _interact(pool, args, plan)
+    else:
+        async with open_connection(plan, args.debug) as rsocket:
+            await _interact(rsocket, args, plan)
     return EXIT_OK
+
+
+async def _interact(rsocket: RSocket | Pool, args: argparse.Namespace, plan: ClientPlan) -> None:
+    metadata = plan.request_metadata
+    data = plan.data
+    if plan.command == "request":
+        _print_item(await rsocket.request_response(Payload(data or b"", metadata)))
+    elif plan.command == "fnf":
+        await rsocket.fire_and_forget(Payload(data or b"", metadata))
+    elif plan.command == "push":
+        assert metadata is not None
+        await rsocket.metadata_push(metadata)
+    elif plan.command == "stream":
+        await _stream(rsocket, Payload(data or b"", metadata), args.request_n, args.take)
+    else:
+        lines = _lines_of(data) if data is not None else _stdin_lines()
+        await _channel(rsocket, lines, metadata, args.request_n, args.take)
 
 
 def _initial_n(request_n: int, take: int | None) -> int:
     return min(request_n, take) if take is not None else request_n
 
 
-async def _stream(rsocket: RSocket, payload: Payload, request_n: int, take: int | None) -> None:
+async def _stream(rsocket: RSocket | Pool, payload: Payload, request_n: int, take: int | None) -> None:
     count = 0
     async with rsocket.request_stream(payload, initial_n=_initial_n(request_n, take)) as stream:
         async for item in stream:
@@ -501,7 +611,11 @@ async def _stream(rsocket: RSocket, payload: Payload, request_n: int, take: int 
 
 
 async def _channel(
-    rsocket: RSocket, lines: AsyncIterator[bytes], metadata: bytes | None, request_n: int, take: int | None
+    rsocket: RSocket | Pool,
+    lines: AsyncIterator[bytes],
+    metadata: bytes | None,
+    request_n: int,
+    take: int | None,
 ) -> None:
     first = await anext(lines, None)
     initial_n = _initial_n(request_n, take)
@@ -531,10 +645,43 @@ async def _channel(
 # --- the demo server --------------------------------------------------------------------------------
 
 
+#: The route the demo server answers with the identity of the process that serves it.
+WORKER_ROUTE = "worker"
+#: How long ``serve --workers`` gives its workers to stop after a signal before it kills them.
+WORKER_STOP_GRACE = 10.0
+
+
+def _route_of(metadata: bytes | None, metadata_mime_type: str) -> str | None:
+    """The route of a request's metadata (composite or bare routing), ``None`` without one."""
+    if not metadata:
+        return None
+    from .extensions import CompositeMetadata, decode_routing
+
+    try:
+        if metadata_mime_type == MESSAGE_COMPOSITE_METADATA:
+            return CompositeMetadata.decode(metadata).route
+        if metadata_mime_type == MESSAGE_ROUTING:
+            tags = decode_routing(metadata)
+            return tags[0] if tags else None
+    except ValueError:  # not well-formed: an ordinary payload to echo
+        return None
+    return None
+
+
 class EchoHandler(RequestHandler):
-    """The ``serve --echo`` responder: answers with what it receives; logs fnf/push on stdout."""
+    """The ``serve --echo`` responder: answers with what it receives; logs fnf/push on stdout.
+
+    A request-response routed ``worker`` is answered with ``worker K/N pid P``: which process of a
+    ``--workers N`` server (``1/1`` without) served it.
+    """
+
+    def __init__(self, metadata_mime_type: str = "application/octet-stream", worker: str = "1/1") -> None:
+        self._metadata_mime_type = metadata_mime_type
+        self._worker = worker
 
     async def request_response(self, payload: Payload) -> Payload:
+        if _route_of(payload.metadata, self._metadata_mime_type) == WORKER_ROUTE:
+            return Payload(f"worker {self._worker} pid {os.getpid()}".encode())
         return payload
 
     async def fire_and_forget(self, payload: Payload) -> None:
@@ -554,10 +701,23 @@ class EchoHandler(RequestHandler):
             yield item
 
 
+def _parse_worker(text: str) -> tuple[int, int]:
+    index, slash, count = text.partition("/")
+    try:
+        parsed = int(index), int(count)
+    except ValueError:
+        raise UsageError(f"--as-worker takes K/N, not {text!r}") from None
+    if not slash or not 1 <= parsed[0] <= parsed[1]:
+        raise UsageError(f"--as-worker takes K/N with 1 <= K <= N, not {text!r}")
+    return parsed
+
+
 async def run_server(args: argparse.Namespace) -> int:
-    """Serve until interrupted, printing ``listening on URL`` once ready."""
+    """Serve until interrupted, printing ``listening on URL`` once ready (``--workers``: supervise)."""
     if not args.echo:
         raise UsageError("choose what the server does: --echo")
+    if args.workers > 1 and args.as_worker is None:
+        return await run_workers(args)
     parts = urlsplit(args.url)
     scheme = parts.scheme.lower()
     options: dict[str, Any] = {}
@@ -566,6 +726,16 @@ async def run_server(args: argparse.Namespace) -> int:
     resume = resume_option(args)
     if resume is not None:
         options["resume"] = resume
+    worker = "1/1"
+    if args.as_worker is not None:
+        index, count = _parse_worker(args.as_worker)
+        worker = f"{index}/{count}"
+    if args.reuse_port or args.as_worker is not None:
+        from .peer.listener import reuse_port_supported
+
+        if not reuse_port_supported():
+            raise UsageError(f"--reuse-port and --workers need SO_REUSEPORT, which {sys.platform} lacks")
+        options["reuse_port"] = True
     serve: Callable[..., Any]
     if scheme == "tcp":
         from .peer.server import serve_tcp
@@ -593,14 +763,212 @@ async def run_server(args: argparse.Namespace) -> int:
         raise UsageError(f"invalid port in {args.url!r}") from None
     host = parts.hostname or "127.0.0.1"
 
+    def handler(rsocket: RSocket) -> EchoHandler:
+        return EchoHandler(rsocket.setup.metadata_mime_type, worker)
+
     async def serve_echo(*, task_status: anyio.abc.TaskStatus[int]) -> None:
-        await serve(lambda rsocket: EchoHandler(), host, port or 0, task_status=task_status, **options)
+        await serve(handler, host, port or 0, task_status=task_status, **options)
 
     async with anyio.create_task_group() as task_group:
-        bound = await task_group.start(serve_echo)
+        try:
+            bound = await task_group.start(serve_echo)
+        except OSError as exc:  # the listener could not bind (in use, not allowed, no SO_REUSEPORT)
+            raise _CannotListen(f"cannot listen on {args.url}: {exc}") from None
         shown_host = f"[{host}]" if ":" in host else host
         _print_item(Payload(f"listening on {scheme}://{shown_host}:{bound}".encode()))
+        if args.as_worker is not None:
+            await _until_stdin_closes()  # the parent is gone (or stopped us): no orphan is left
+            task_group.cancel_scope.cancel()
     return EXIT_OK
+
+
+class _CannotListen(ConnectionClosedError):
+    """``serve`` could not bind its address (exit status 2)."""
+
+
+async def _until_stdin_closes() -> None:
+    """Return once stdin reaches EOF: a ``--workers`` parent holds the other end of the pipe, so this
+    happens when the parent exits, however it exits."""
+    closed = anyio.Event()
+    token = anyio.lowlevel.current_token()
+
+    def reader() -> None:
+        with suppress(OSError):
+            while os.read(0, 4096):
+                pass
+        with suppress(Exception):  # the event loop may be gone already
+            anyio.from_thread.run_sync(closed.set, token=token)
+
+    threading.Thread(target=reader, name="anyio-rsocket-parent-watch", daemon=True).start()
+    await closed.wait()
+
+
+def _worker_command(args: argparse.Namespace, url: str, index: int) -> list[str]:
+    """The command line of worker ``index`` (1-based) of a ``serve --workers`` server on ``url``."""
+    command = [sys.executable, "-m", "anyio_rsocket.cli", "serve", url, "--echo"]
+    command += ["--as-worker", f"{index}/{args.workers}", "--backend", args.backend]
+    if args.debug:
+        command.append("--debug")
+    if args.fragment_size is not None:
+        command += ["--fragment-size", str(args.fragment_size)]
+    if args.resume_duration is not None:
+        command += ["--resume-duration", repr(args.resume_duration)]
+    elif args.resume:
+        command.append("--resume")
+    return command
+
+
+def _exit_status(returncode: int) -> int:
+    """A child's return code as a shell would report it (128 + N when signal N ended it)."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class _Worker:
+    def __init__(self, index: int, process: anyio.abc.Process) -> None:
+        self.index = index
+        self.process = process
+        assert process.stdout is not None
+        self.stdout = BufferedByteReceiveStream(process.stdout)
+
+
+class _Supervision:
+    """What ended a ``serve --workers`` run: a signal, or a worker that exited."""
+
+    def __init__(self) -> None:
+        self.scope = anyio.CancelScope()
+        self.workers: list[_Worker] = []
+        self.signal: int | None = None
+        self.exited: tuple[int, int] | None = None  # (worker index, exit status)
+
+    def worker_exited(self, worker: _Worker, returncode: int) -> None:
+        if self.exited is None and self.signal is None:
+            self.exited = (worker.index, _exit_status(returncode))
+        self.scope.cancel()
+
+
+async def run_workers(args: argparse.Namespace) -> int:
+    """``serve --workers N``: start N worker processes on one port, print where they listen, pass their
+    output on, and supervise them (see the module docstring)."""
+    from .peer.listener import reuse_port_supported
+
+    if not reuse_port_supported():
+        raise UsageError(f"--workers needs SO_REUSEPORT, which {sys.platform} lacks")
+    parts = urlsplit(args.url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("tcp", "ws"):
+        raise UsageError(f"serve supports tcp:// and ws:// URLs, not {args.url!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise UsageError(f"invalid port in {args.url!r}") from None
+    if args.resume or args.resume_duration is not None:
+        _emit_stderr(
+            f"{PROG}: with --workers each worker keeps its own resumable sessions: a client that "
+            "reconnects to another worker cannot resume (see docs/scaling.md)"
+        )
+    run = _Supervision()
+    async with anyio.create_task_group() as signals:
+        if _signals_supported():
+            await signals.start(_watch_signals, run)
+        try:
+            with run.scope:
+                await _start_and_supervise(args, run, scheme, parts.hostname or "127.0.0.1", port, parts.path)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await _stop_workers(run.workers, run.signal or signal.SIGTERM)
+        signals.cancel_scope.cancel()
+    if run.signal is not None:
+        return 128 + run.signal
+    if run.exited is not None:
+        index, status = run.exited
+        _emit_stderr(f"{PROG}: worker {index} exited with status {status}; the others were stopped")
+        return status
+    return EXIT_OK
+
+
+async def _start_and_supervise(
+    args: argparse.Namespace, run: _Supervision, scheme: str, host: str, port: int | None, path: str
+) -> None:
+    async def start(index: int, url: str) -> str | None:
+        process = await anyio.open_process(
+            _worker_command(args, url, index),
+            stdin=subprocess.PIPE,  # never written: it closes when we exit, however we exit
+            stdout=subprocess.PIPE,
+            stderr=None,  # ours: their errors and --debug traces go straight through
+            start_new_session=True,  # a terminal's Ctrl-C reaches us only, and we forward it
+        )
+        worker = _Worker(index, process)
+        run.workers.append(worker)
+        try:
+            line = await worker.stdout.receive_until(b"\n", 65536)
+        except (anyio.EndOfStream, anyio.IncompleteRead):
+            run.worker_exited(worker, await process.wait())  # it could not start (its error is shown)
+            return None
+        return line.decode()
+
+    # The first worker binds (with port 0 it picks one); the others join its port.
+    banner = await start(1, args.url)
+    if banner is None:
+        return
+    shown_host = f"[{host}]" if ":" in host else host
+    url = args.url if port else f"{scheme}://{shown_host}:{banner.rpartition(':')[2]}{path}"
+    async with anyio.create_task_group() as starting:
+        for index in range(2, args.workers + 1):
+            starting.start_soon(start, index, url)
+    if run.exited is not None:
+        return
+    _print_item(Payload(banner.encode()))
+    async with anyio.create_task_group() as task_group:
+        for worker in run.workers:
+            task_group.start_soon(_supervise, worker, run)
+
+
+def _signals_supported() -> bool:
+    return sys.platform != "win32" and threading.current_thread() is threading.main_thread()
+
+
+async def _watch_signals(run: _Supervision, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+    """The first SIGINT or SIGTERM ends the supervision (the workers then get the same signal); another
+    one kills the workers at once."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for signum in signals:
+            if run.signal is None:
+                run.signal = int(signum)
+                run.scope.cancel()
+            else:
+                for worker in run.workers:
+                    if worker.process.returncode is None:
+                        with suppress(ProcessLookupError):
+                            worker.process.kill()
+
+
+async def _supervise(worker: _Worker, run: _Supervision) -> None:
+    """Pass the worker's output on, line by line; when it exits, end the supervision."""
+    while True:
+        try:
+            line = await worker.stdout.receive_until(b"\n", 1 << 24)
+        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.DelimiterNotFound):
+            break
+        _print_item(Payload(line))
+    run.worker_exited(worker, await worker.process.wait())
+
+
+async def _stop_workers(workers: list[_Worker], signum: int) -> None:
+    """Send ``signum`` to every worker still running, kill those left after the grace period, reap all."""
+    for worker in workers:
+        if worker.process.returncode is None:
+            with suppress(ProcessLookupError):
+                worker.process.send_signal(signal.Signals(signum))
+    with anyio.move_on_after(WORKER_STOP_GRACE):
+        for worker in workers:
+            await worker.process.wait()
+    for worker in workers:
+        if worker.process.returncode is None:
+            with suppress(ProcessLookupError):
+                worker.process.kill()
+        await worker.process.wait()
+        await worker.process.aclose()
 
 
 async def _serve_tcp_traced(
@@ -619,7 +987,9 @@ async def _serve_tcp_traced(
 
     # One registry for every connection, so that a RESUME finds its session (serve_tcp does the same).
     sessions = registry_for(typing.cast("ServerOptions", options))
-    listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+    from .peer.listener import create_listener
+
+    listener = await create_listener(host, port, reuse_port=options.get("reuse_port", False))
     async with listener:
         task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
 
@@ -634,6 +1004,8 @@ async def _serve_tcp_traced(
 
 
 def _describe(error: BaseException) -> str:
+    if isinstance(error, _CannotListen):
+        return error.message
     if isinstance(error, RSocketError):
         return f"{type(error).__name__} (0x{error.code:X}): {error.message}"
     return str(error) or type(error).__name__

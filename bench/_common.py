@@ -71,9 +71,14 @@ class Bench:
     raw: bool = False
     #: Measured in freshly started worker processes (memory growth must not hide in old heaps).
     fresh_process: bool = False
+    #: Ours only, against 1 and 2 server processes (its own table; see ``POOL_SERVERS``).
+    pool: bool = False
 
 
 STREAMS_N = 10_000
+#: The ``pool_scaling`` row runs one client process (``connect_pool``, RR_CONCURRENCY callers) against
+#: each of these numbers of server processes (one port each, the pool's targets).
+POOL_SERVERS = (1, 2)
 BENCHES: tuple[Bench, ...] = (
     Bench("rr_seq", "request-response, sequential", RATE_REQ, 20_000, 3_000, 50, 300, raw=True),
     Bench(
@@ -120,6 +125,16 @@ BENCHES: tuple[Bench, ...] = (
         100,
         100,
         fresh_process=True,
+    ),
+    Bench(
+        "pool_scaling",
+        f"request-response via connect_pool, {RR_CONCURRENCY} concurrent",
+        RATE_REQ,
+        50_000,
+        10_000,
+        200,
+        640,
+        pool=True,
     ),
 )
 BENCH_BY_KEY = {bench.key: bench for bench in BENCHES}

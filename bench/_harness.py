@@ -24,7 +24,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._common import BENCH_BY_KEY, BENCHES, CHANNEL_WINDOW, RR_CONCURRENCY, STREAM_CREDIT, Bench, Metric
+from ._common import (
+    BENCH_BY_KEY,
+    BENCHES,
+    CHANNEL_WINDOW,
+    POOL_SERVERS,
+    RR_CONCURRENCY,
+    STREAM_CREDIT,
+    Bench,
+    Metric,
+)
 
 TRANSPORTS = {"tcp": "TCP", "ws": "WebSocket"}
 LAYOUTS = {"one": "one process", "two": "two processes"}
@@ -334,6 +343,8 @@ class Suite:
                 for transport in self.mode.transports:
                     for layout in self.mode.layouts:
                         for bench in self.benches:
+                            if bench.pool:
+                                continue  # its own layouts: see run_pool
                             for cell in self.group(transport, layout, bench):
                                 if cell.skip:
                                     continue  # n/a, or it already timed out: do not burn the budget
@@ -343,8 +354,121 @@ class Suite:
                                     reply = {"ok": False, "error": str(exc)}
                                 shown = cell.record(rep, reply)
                                 print(f"  [{rep + 1}/{repeats}] {cell.label:<58} {shown}", file=sys.stderr)
+                self.run_pool(rep)
         finally:
             self.workers.close()
+
+    # --- the pool_scaling row: one client pool against 1 and 2 server processes ------------------
+
+    def pool_benches(self) -> list[Bench]:
+        return [bench for bench in self.benches if bench.pool] if "tcp" in self.mode.transports else []
+
+    def run_pool(self, rep: int) -> None:
+        for bench in self.pool_benches():
+            for backend in self.backends:
+                for servers in POOL_SERVERS:  # alternate 1 and 2 servers within a repetition
+                    cell = self.cell("tcp", f"pool{servers}", "ours", backend, bench)
+                    if cell.skip:
+                        continue
+                    try:
+                        reply = self.measure_pool(cell, servers)
+                    except RuntimeError as exc:
+                        reply = {"ok": False, "error": str(exc)}
+                    shown = cell.record(rep, reply)
+                    if reply.get("ok"):
+                        shown += f", client CPU {reply['info']['client_cpu']:.0%}"
+                    print(f"  [{rep + 1}/{self.mode.repeats}] {cell.label:<58} {shown}", file=sys.stderr)
+
+    def measure_pool(self, cell: Cell, servers: int) -> dict[str, Any]:
+        """Start ``servers`` server workers (one port each), run the pool client against them, stop them."""
+        mode = self.mode
+        roles = ["server"] + [f"server{index}" for index in range(2, servers + 1)]
+        server_workers = [self.workers.get("ours", cell.backend, role) for role in roles]
+        ports: list[int] = []
+        try:
+            for worker in server_workers:
+                started = worker.request(
+                    {"op": "serve", "transport": "tcp", "variant": ""}, STARTUP_TIMEOUT_S
+                )
+                if "port" not in started:
+                    return {"ok": False, "error": f"server: {started.get('error')}"}
+                ports.append(started["port"])
+            command = {
+                "op": "measure",
+                "bench": cell.bench.key,
+                "transport": "tcp",
+                "n": mode.n(cell.bench),
+                "warmup": mode.warmup(cell.bench),
+                "variant": "",
+                "timeout": mode.timeout,
+                "port": None,
+                "ports": ports,
+            }
+            client = self.workers.get("ours", cell.backend, "client")
+            reply = client.request(command, mode.timeout + 20.0)
+        finally:
+            for worker in server_workers[: len(ports)]:
+                stopped = worker.request("stop", STOP_TIMEOUT_S)
+        if reply.get("ok") and not stopped.get("ok"):
+            return {"ok": False, "error": f"server: {stopped.get('error')}", "client": reply}
+        return reply
+
+    def pool_rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for bench in self.pool_benches():
+            metric = bench.metrics[0]
+            for backend in self.backends:
+                cells = [
+                    self.cells.get(("tcp", f"pool{n}", "ours", backend, bench.key, "")) for n in POOL_SERVERS
+                ]
+                if any(cell is None for cell in cells):
+                    continue
+                one, two = (cell.best(metric) if cell else None for cell in cells)
+                cpu = [
+                    max((run["info"]["client_cpu"] for run in cell.runs if run.get("ok")), default=None)
+                    if cell
+                    else None
+                    for cell in cells
+                ]
+                rows.append(
+                    {
+                        "key": bench.key,
+                        "title": bench.title.format(n=self.mode.n(bench)),
+                        "backend": backend,
+                        "unit": metric.unit,
+                        "servers": dict(zip(POOL_SERVERS, (one, two), strict=True)),
+                        "scaling": ratio(two, one, metric),
+                        "client_cpu": dict(zip(POOL_SERVERS, cpu, strict=True)),
+                        "cells": (cells, metric),
+                    }
+                )
+        return rows
+
+    def pool_table(self, markdown: bool) -> str:
+        header = (
+            "benchmark",
+            "backend",
+            "unit",
+            "1 server process",
+            "2 server processes",
+            "scaling (2 vs 1)",
+            "client CPU (1 / 2)",
+        )
+        lines: list[tuple[str, ...]] = [header]
+        for row in self.pool_rows():
+            cells, metric = row["cells"]
+            cpu = " / ".join("-" if share is None else f"{share:.0%}" for share in row["client_cpu"].values())
+            lines.append(
+                (
+                    row["title"],
+                    row["backend"],
+                    row["unit"],
+                    *(cell.display(metric) for cell in cells),
+                    fmt_ratio(row["scaling"]),
+                    cpu,
+                )
+            )
+        return render(lines, right={3, 4, 5, 6}, markdown=markdown)
 
     def measure(self, cell: Cell) -> dict[str, Any]:
         mode = self.mode
@@ -701,8 +825,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for transport in mode.transports:
         for layout in mode.layouts:
+            if not suite.rows(transport, layout):
+                continue  # e.g. --only pool_scaling
             print(f"\n{TRANSPORTS[transport]}, {LAYOUTS[layout]}:\n")
             print(suite.table(transport, layout, args.markdown))
+    if suite.pool_rows():
+        print(
+            f"\nTCP, one client process (connect_pool, {RR_CONCURRENCY} concurrent callers) against 1 and 2"
+            " server processes (one port each):\n"
+        )
+        print(suite.pool_table(args.markdown))
     print()
     for line in suite.failures():
         print(line)
@@ -737,6 +869,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "channel_window": CHANNEL_WINDOW,
                 "counts": {key: mode.n(BENCH_BY_KEY[key]) for key in mode.benches},
             },
+            "pool_rows": [{k: v for k, v in row.items() if k != "cells"} for row in suite.pool_rows()],
             "rows": [
                 {k: v for k, v in row.items() if k != "cells"}
                 for transport in mode.transports

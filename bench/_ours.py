@@ -19,6 +19,7 @@ from anyio_rsocket import (
     Payload,
     RequestHandler,
     RSocket,
+    connect_pool,
     connect_tcp,
     connect_websocket,
     serve_tcp,
@@ -39,8 +40,10 @@ from ._common import (
     BenchError,
     Runner,
     Session,
+    check,
     check_items,
     pick_runner,
+    rr_concurrent,
     rss_bytes,
     run_fnf,
     run_hold,
@@ -233,7 +236,37 @@ def runner(bench: str) -> Runner:
     )
 
 
+async def measure_pool(command: Command) -> dict[str, float]:
+    """The ``pool_scaling`` row: a pool over the servers at ``command["ports"]``, RR_CONCURRENCY callers.
+
+    Also reports this (client) process's CPU use during the run, as a share of one core.
+    """
+    urls = [f"tcp://127.0.0.1:{port}" for port in command["ports"]]
+    payload = Payload(DATA16)
+    async with connect_pool(urls) as pool:
+        check(sum(target.available for target in pool.targets), len(urls), "available targets")
+        await rr_concurrent(pool, payload, command["warmup"])
+        gc.collect()
+        cpu = time.process_time()
+        elapsed = await rr_concurrent(pool, payload, command["n"])
+        cpu = time.process_time() - cpu
+        fewest = min(target.requests for target in pool.targets)  # warm-up included
+    return {
+        "rate": command["n"] / elapsed,
+        "elapsed_s": elapsed,
+        "client_cpu": cpu / elapsed,
+        "fewest": fewest,
+    }
+
+
 def measure(backend: str, command: Command) -> Result:
+    if command["bench"] == "pool_scaling":
+
+        async def pooled() -> Result:
+            with anyio.fail_after(command["timeout"]):
+                return await measure_pool(command)
+
+        return run_anyio(pooled, backend)
     run = runner(command["bench"])
     transport: str = command["transport"]
 

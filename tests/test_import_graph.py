@@ -94,7 +94,9 @@ def test_the_cycle_finder_sees_type_checking_imports() -> None:
     assert find_cycle(graph) is not None
 
 
-LAYERS = {"wire": 1, "protocol": 2, "transports": 3, "peer": 4}
+#: ``extensions`` holds the metadata extension codecs: wire formats, pure (it imports nothing of ours
+#: but itself), so it sits with the wire layer and the peer layer may read routes and deadlines.
+LAYERS = {"wire": 1, "extensions": 1, "protocol": 2, "transports": 3, "peer": 4}
 CONVENIENCES = 5
 #: The one sanctioned upward import: ``RSocket.route`` builds a RoutedRequester (a convenience).
 UPWARD_ALLOWED = {("anyio_rsocket.peer.connection", "anyio_rsocket.routed")}

@@ -423,3 +423,14 @@ async def test_websocket_targets() -> None:
                 replies = {(await pool.request_response(Payload(b"x"))).data for _ in range(4)}
             assert replies == {b"w1:x", b"w2:x"}
             tg.cancel_scope.cancel()
+
+
+async def test_a_last_fire_and_forget_is_flushed_when_the_pool_closes() -> None:
+    with anyio.fail_after(10):
+        async with servers(("a", 0.0)) as (_, (a,)):
+            async with connect_pool([a.url]) as pool:
+                await pool.fire_and_forget(Payload(b"last words"))
+            async with connect_tcp("127.0.0.1", a.port) as rs:
+                while not a.handler.fnf:
+                    await rs.request_response(Payload(b"sync"))  # a round trip lets the handler run
+            assert a.handler.fnf == [b"last words"]

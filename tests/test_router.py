@@ -16,6 +16,7 @@ import anyio
 import pytest
 
 from anyio_rsocket import (
+    DEADLINE_MIME_TYPE,
     ApplicationError,
     InvalidError,
     Payload,
@@ -175,7 +176,9 @@ async def test_handlers_receive_the_connection_and_the_context() -> None:
             "route": context.route,
             "interaction": context.interaction,
             "token": auth.token if isinstance(auth, BearerAuthentication) else None,
+            # Route and authentication, plus the caller's remaining time (it runs under fail_after).
             "entries": len(metadata),
+            "deadline": metadata.get(DEADLINE_MIME_TYPE) is not None,
             "server_side": not rsocket.is_client,
         }
 
@@ -187,7 +190,8 @@ async def test_handlers_receive_the_connection_and_the_context() -> None:
                 "route": "callback",
                 "interaction": "response",
                 "token": "t",
-                "entries": 2,
+                "entries": 3,
+                "deadline": True,
                 "server_side": True,
             }
 

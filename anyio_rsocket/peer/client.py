@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import anyio
@@ -23,6 +23,7 @@ from ..wire.payload import Payload
 from ._groups import unwrap_exception_groups
 from .connection import RSocket
 from .handler import RequestHandler
+from .interaction import Interceptor
 from .options import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_FRAME_TIMEOUT,
@@ -64,6 +65,8 @@ async def open_client(
     resume: Resume | None = None,
     reconnect: Backoff | None = None,
     redial: Redial | None = None,
+    interceptors: Sequence[Interceptor] = (),
+    deadlines: bool = True,
 ) -> AsyncIterator[RSocket]:
     """Run the client side of RSocket over an already connected ``transport``.
 
@@ -99,6 +102,8 @@ async def open_client(
         lease_wait=lease_wait,
         expose_errors=expose_errors,
         resume=resume,
+        interceptors=tuple(interceptors),
+        deadlines=deadlines,
     )
     setup = SetupInfo(
         data_mime_type=data_mime_type,

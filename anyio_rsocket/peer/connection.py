@@ -16,11 +16,13 @@ from ..routed import RoutedRequester, RouteOptions, route_requester
 from ..transports.base import Transport
 from ..wire.errors import ConnectionClosedError
 from ..wire.payload import Payload
+from . import intercepted
 from .driver import CLOSE_FLUSH_TIMEOUT, READER_PAUSE_BYTES, protocol_config
 from .handler import RequestHandler
 from .requester import DEFAULT_INITIAL_N, PendingResponse, RequestChannel, RequestStream
 from .session import ConnectionState, SessionDriver
 from .setup_info import SetupInfo
+from .stats import ConnectionStats
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
@@ -68,6 +70,19 @@ class RSocket(SessionDriver):
         return self._error
 
     @property
+    def stats(self) -> ConnectionStats:
+        """Live counters of this connection (a snapshot; see :class:`ConnectionStats`)."""
+        core = self._core
+        return ConnectionStats(
+            self._frames_sent,
+            self._frames_received,
+            self._bytes_sent,
+            self._bytes_received,
+            core.open_streams,
+            core.rtt,
+        )
+
+    @property
     def available(self) -> bool:
         """Whether a new request would go out now: connected (not detached or reconnecting), not
         closing, and, with leasing, allowed by the peer's current lease. A load balancer's test."""
@@ -102,6 +117,9 @@ class RSocket(SessionDriver):
         Raises the peer's error as an :class:`~anyio_rsocket.errors.RSocketError` subclass. If the
         waiting task is cancelled, CANCEL is sent and the cancellation propagates.
         """
+        hooks = self._hooks
+        if hooks is not None:
+            return await intercepted.request_response(self, hooks, payload)
         if self._gated:
             await self.admit()
         pending = PendingResponse()
@@ -120,6 +138,9 @@ class RSocket(SessionDriver):
 
     async def fire_and_forget(self, payload: Payload) -> None:
         """Send a request that gets no answer; returns once the frame is queued for writing."""
+        hooks = self._hooks
+        if hooks is not None:
+            return await intercepted.fire_and_forget(self, hooks, payload)
         if self._gated:
             await self.admit()
         self.open_stream(None, _FNF, payload)
@@ -145,6 +166,8 @@ class RSocket(SessionDriver):
         unbounded). With ``auto_request`` credit is refilled as items are consumed, keeping at most
         ``initial_n`` outstanding; without it only ``stream.request(n)`` grants more.
         """
+        if self._hooks is not None:
+            return intercepted.InterceptedRequestStream(self, self._hooks, payload, initial_n, auto_request)
         return RequestStream(self, payload, initial_n, auto_request)
 
     def request_channel(
@@ -162,6 +185,10 @@ class RSocket(SessionDriver):
         element (C flag on REQUEST_CHANNEL). ``outbound`` is an async iterable whose elements a task
         of the interaction sends after the first one (see :class:`RequestChannel`).
         """
+        if self._hooks is not None:
+            return intercepted.InterceptedRequestChannel(
+                self, self._hooks, payload, initial_n, auto_request, complete, outbound
+            )
         return RequestChannel(self, payload, initial_n, auto_request, complete, outbound)
 
     async def aclose(self) -> None:

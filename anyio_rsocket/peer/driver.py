@@ -50,7 +50,10 @@ from ..wire.errors import (
 )
 from ..wire.frames import FLAG_COMPLETE, FLAG_NEXT, MAX_REQUEST_N
 from ..wire.payload import Payload
+from .deadlines import remaining_time
 from .handler import RequestHandler
+from .interaction import Interaction, Side
+from .intercepted import InterceptedHandler, run_intercepted
 from .link import StreamOwner
 from .responder import (
     ResponderChannel,
@@ -153,6 +156,8 @@ class CoreDriver(ConnectionTasks):
             ConnectionEstablished: self._on_established,
             ConnectionTerminated: self._on_terminated,
         }
+        if self._hooks is not None:
+            self._on_event[RequestReceived] = self._on_hooked_request
 
     # --- the StreamLink interface (used by requester and responder objects) ---------------------
 
@@ -372,6 +377,52 @@ class CoreDriver(ConnectionTasks):
             if self._core.stream_state(stream_id) is not None:  # a later frame of the batch may have ended it
                 self._core.set_payload_sink(stream_id, channel.on_payload)
             workers.submit(run_stream, self, handler, channel, payload, channel.inbound)
+
+    def _on_hooked_request(self, event: RequestReceived) -> None:
+        """``_on_request`` for connections with interceptors or travelling deadlines."""
+        hooks = self._hooks
+        assert hooks is not None
+        kind, stream_id, payload = event.kind, event.stream_id, event.payload
+        deadline = None
+        if hooks.honor_deadlines:
+            remaining = remaining_time(payload.metadata)
+            if remaining is not None:
+                # The request spent about half a round trip on its way here.
+                rtt = self._core.rtt
+                deadline = self._clock() + remaining - (rtt / 2 if rtt is not None else 0.0)
+        if not hooks.interceptors:
+            self._on_request(event)
+            owner = self._streams.get(stream_id)
+            if deadline is not None and isinstance(owner, ResponderTask):
+                owner.scope.deadline = deadline
+            return
+        interaction = Interaction(kind, Side.RESPONDER, payload, hooks.setup, stream_id)
+        handler = InterceptedHandler(self._handler, interaction, hooks.interceptors)
+        workers, interceptors = self._workers, hooks.interceptors
+        if kind is _FNF:
+            workers.submit(
+                run_intercepted, self, interceptors, interaction, None, run_fire_and_forget, handler, payload
+            )
+            return
+        if workers.active >= self._options.max_concurrent_requests:
+            self.send_error(stream_id, ErrorCode.REJECTED, "too many concurrent requests on this connection")
+            return
+        state: ResponderTask
+        if kind is _RR:
+            state = ResponderTask(self, stream_id)
+            args: tuple[Any, ...] = (run_request_response, self, handler, state, payload)
+        elif kind is _STREAM:
+            state = ResponderStream(self, stream_id)
+            args = (run_stream, self, handler, state, payload, None)
+        else:
+            state = channel = ResponderChannel(self, stream_id, event.complete)
+            if self._core.stream_state(stream_id) is not None:
+                self._core.set_payload_sink(stream_id, channel.on_payload)
+            args = (run_stream, self, handler, channel, payload, channel.inbound)
+        self._streams[stream_id] = state
+        if deadline is not None:
+            state.scope.deadline = deadline
+        workers.submit(run_intercepted, self, interceptors, interaction, state, *args)
 
     def _on_metadata_push(self, event: MetadataPushReceived) -> None:
         # Over the concurrency limit a push is still taken (it cannot be refused); the reader then

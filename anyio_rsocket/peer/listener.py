@@ -10,7 +10,9 @@ The loop is our own rather than AnyIO's ``Listener.serve`` so that
   log flood anyone can trigger);
 * running out of file descriptors or memory pauses accepting briefly instead of ending the server.
 * the server can drain (:mod:`.shutdown`): stop accepting, let connections finish up to a deadline,
-  then close the rest.
+  then close the rest;
+* with ``reuse_port`` several processes (or servers) listen on one port (``SO_REUSEPORT``): on Linux
+  the kernel spreads new connections over them; see ``docs/scaling.md``.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ import errno
 import logging
 import socket
 import ssl
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import anyio
-from anyio.abc import ByteStream, SocketAttribute, TaskGroup, TaskStatus
+from anyio.abc import ByteStream, SocketAttribute, SocketStream, TaskGroup, TaskStatus
+from anyio.streams.stapled import MultiListener
 from anyio.streams.tls import TLSStream
 
 from ..transports.sockets import wrap_accepted_socket
@@ -59,6 +63,7 @@ async def serve_listener(
     tls_handshake_timeout: float = DEFAULT_TLS_HANDSHAKE_TIMEOUT,
     shutdown: ServerShutdown | None = None,
     drain_timeout: float = 0.0,
+    reuse_port: bool = False,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Accept TCP (or TLS) connections and run ``serve_one`` for each in its own task.
@@ -77,6 +82,10 @@ async def serve_listener(
     cancels them. The call returns (or, when cancelled, re-raises the cancellation) once every
     connection task has ended: nothing is left behind. With ``drain_timeout`` 0 (the default)
     cancellation closes every connection at once.
+
+    ``reuse_port`` sets ``SO_REUSEPORT`` (see :func:`create_listener`), so that other processes or
+    servers can listen on the same port; where the platform lacks it, this raises ``OSError``
+    before anything is bound.
     """
     if max_connections is not None and max_connections < 1:
         raise ValueError("max_connections must be at least 1")
@@ -84,7 +93,7 @@ async def serve_listener(
         raise ValueError("tls_handshake_timeout must be positive")
     if not drain_timeout >= 0:
         raise ValueError("drain_timeout must be zero or more seconds")
-    listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+    listener = await create_listener(host, port, reuse_port=reuse_port)
     bound_port: int = listener.extra(SocketAttribute.local_port)
     raw_sockets = [each.extra(SocketAttribute.raw_socket) for each in listener.listeners]
     slots = anyio.Semaphore(max_connections) if max_connections is not None else None
@@ -142,6 +151,32 @@ async def serve_listener(
             except anyio.get_cancelled_exc_class():
                 drain.begin(anyio.current_time() + drain_timeout)
                 raise
+
+
+def reuse_port_supported() -> bool:
+    """Whether this platform has ``SO_REUSEPORT`` (Linux, macOS, the BSDs; not Windows)."""
+    return hasattr(socket, "SO_REUSEPORT") and sys.platform != "win32"
+
+
+async def create_listener(
+    host: str | None, port: int, *, reuse_port: bool = False
+) -> MultiListener[SocketStream]:
+    """``anyio.create_tcp_listener`` on ``host``:``port``, with ``SO_REUSEPORT`` when ``reuse_port``.
+
+    With ``reuse_port`` every socket bound to the port with the option set (by the same user) listens
+    at once: on Linux (and DragonFly BSD) the kernel spreads new connections over them by a hash of
+    the client's address and port; on macOS and the other BSDs the option lets them bind, but new
+    connections are not balanced (one socket tends to get them all). Raises ``OSError`` (errno
+    ``ENOPROTOOPT``) with a clear message where the platform (or kernel) lacks the option.
+    """
+    if reuse_port and not reuse_port_supported():
+        raise OSError(errno.ENOPROTOOPT, f"reuse_port needs SO_REUSEPORT, which {sys.platform} lacks")
+    try:
+        return await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=reuse_port)
+    except OSError as exc:
+        if reuse_port and exc.errno == errno.ENOPROTOOPT:
+            raise OSError(errno.ENOPROTOOPT, f"reuse_port: this kernel refused SO_REUSEPORT ({exc})") from exc
+        raise
 
 
 async def _accept_loop(

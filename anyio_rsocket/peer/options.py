@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypedDict
 
 from ..protocol.policy import Backoff, Resume
 from ..wire.frames import MAX_FRAME_SIZE
 from ..wire.lease import LeaseStrategy
 from ..wire.payload import Payload
+from .interaction import Interceptor
 from .settings import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_FRAME_TIMEOUT,
@@ -51,8 +52,11 @@ class ClientOptions(TypedDict, total=False):
     ``connect_timeout`` (default 10 s) bounds everything up to a usable connection: TCP connect,
     TLS handshake, WebSocket upgrade and SETUP confirmation. ``resume`` makes the session
     survive transport loss (:class:`~anyio_rsocket.Resume`); ``reconnect`` dials a new connection
-    after a loss instead (:class:`~anyio_rsocket.Backoff`); see ``docs/resumption.md``. The rest
-    are :class:`PeerOptions` fields.
+    after a loss instead (:class:`~anyio_rsocket.Backoff`); see ``docs/resumption.md``.
+    ``interceptors`` wrap every interaction (:class:`~anyio_rsocket.Interceptor`); ``deadlines``
+    (default true) sends the caller's remaining time with each request, on connections whose
+    metadata is composite metadata. See ``docs/observability.md``. The rest are
+    :class:`PeerOptions` fields.
     """
 
     data_mime_type: str
@@ -72,6 +76,8 @@ class ClientOptions(TypedDict, total=False):
     expose_errors: bool
     resume: Resume | None
     reconnect: Backoff | None
+    interceptors: Sequence[Interceptor]
+    deadlines: bool
 
 
 class ConnectOptions(ClientOptions, total=False):
@@ -103,6 +109,8 @@ class TargetOptions(TypedDict, total=False):
     resume: Resume | None
     max_frame_size: int
     frame_timeout: float
+    interceptors: Sequence[Interceptor]
+    deadlines: bool
 
 
 def split_connect_options(options: ConnectOptions) -> tuple[ClientOptions, int, float]:
@@ -129,6 +137,11 @@ class ServerOptions(TypedDict, total=False):
     - ``max_connections``: connections served at once (default ``None``, no cap); beyond it the
       server stops accepting until one ends, leaving new ones in the kernel's backlog.
     - ``tls_handshake_timeout``: seconds a TLS handshake may take (default 10).
+    - ``reuse_port`` (``serve_tcp`` and ``serve_websocket`` only): set ``SO_REUSEPORT`` on the
+      listening sockets (default false) so that several processes, each with ``reuse_port=True``,
+      listen on the same port; on Linux the kernel spreads new connections over them. Where the
+      platform lacks ``SO_REUSEPORT`` (Windows) the server raises ``OSError`` at start. See
+      ``docs/scaling.md`` (resumable sessions are per process).
     - ``max_lifetime_cap`` / ``keepalive_interval_cap``: the largest max lifetime and keepalive
       interval a client may ask for (default ``None``, no cap); a client asking for more is held
       to the cap.
@@ -165,9 +178,12 @@ class ServerOptions(TypedDict, total=False):
     frame_timeout: float
     max_connections: int | None
     tls_handshake_timeout: float
+    reuse_port: bool
     max_lifetime_cap: float | None
     keepalive_interval_cap: float | None
     expose_errors: bool
     drain_timeout: float
     resume: Resume | None
     max_detached_sessions: int
+    interceptors: Sequence[Interceptor]
+    deadlines: bool

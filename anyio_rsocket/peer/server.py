@@ -89,6 +89,8 @@ async def serve_connection(
         max_lifetime_cap=options.get("max_lifetime_cap"),
         keepalive_interval_cap=options.get("keepalive_interval_cap"),
         resume=options.get("resume"),
+        interceptors=tuple(options.get("interceptors", ())),
+        deadlines=options.get("deadlines", True),
     )
     if peer_options.resume is not None and sessions is None:
         sessions = registry_for(options)
@@ -217,8 +219,10 @@ async def serve_tcp(
 
     Use it with ``port = await task_group.start(serve_tcp, factory, host, 0)``: the bound port is
     reported once the listener accepts connections. Each connection runs in its own task group, so a
-    failing connection never disturbs the others. ``max_connections``, ``tls_handshake_timeout`` and
-    ``drain_timeout`` (see :class:`~anyio_rsocket.options.ServerOptions`) apply to the listener.
+    failing connection never disturbs the others. ``max_connections``, ``tls_handshake_timeout``,
+    ``drain_timeout`` and ``reuse_port`` (see :class:`~anyio_rsocket.options.ServerOptions`) apply to
+    the listener: with ``reuse_port=True`` several processes can serve the same port (see
+    ``docs/scaling.md``).
 
     Stopping: ``await shutdown.drain(timeout)`` on the :class:`~anyio_rsocket.ServerShutdown` passed
     as ``shutdown`` stops accepting, sends CONNECTION_CLOSE to every connection so that in-flight
@@ -242,6 +246,7 @@ async def serve_tcp(
         tls_handshake_timeout=options.get("tls_handshake_timeout", DEFAULT_TLS_HANDSHAKE_TIMEOUT),
         shutdown=shutdown,
         drain_timeout=options.get("drain_timeout", DEFAULT_DRAIN_TIMEOUT),
+        reuse_port=options.get("reuse_port", False),
         task_status=task_status,
     )
 

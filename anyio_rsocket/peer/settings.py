@@ -9,6 +9,7 @@ from ..transports.base import DEFAULT_CONNECT_TIMEOUT, DEFAULT_FRAME_TIMEOUT
 from ..wire.fragmentation import DEFAULT_MAX_REASSEMBLED_SIZE, MIN_FRAGMENT_SIZE
 from ..wire.frames import MAX_31, MAX_FRAME_SIZE
 from ..wire.lease import LeaseStrategy
+from .interaction import Interceptor
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -46,6 +47,9 @@ class PeerOptions:
     - ``max_lifetime_cap`` / ``keepalive_interval_cap``: the most the peer's SETUP may ask for
       (servers only). Silence is judged against the capped lifetime, and when the peer's own
       keepalives would come too rarely for it, we send KEEPALIVEs asking for an echo instead.
+    - ``interceptors``: run every interaction through these (see :mod:`.interaction`).
+    - ``deadlines``: on connections with composite metadata, send the caller's remaining time with
+      each request and run handlers under the remaining time a request carries.
     - ``resume``: the session may outlive its transport (client: SETUP carries ``resume.token``;
       server: resumable SETUPs are accepted). Its ``store_size`` and ``session_duration`` apply.
     """
@@ -61,6 +65,8 @@ class PeerOptions:
     max_lifetime_cap: float | None = None
     keepalive_interval_cap: float | None = None
     resume: Resume | None = None
+    interceptors: tuple[Interceptor, ...] = ()
+    deadlines: bool = True
 
     def __post_init__(self) -> None:
         if self.fragment_size is not None and not MIN_FRAGMENT_SIZE <= self.fragment_size <= MAX_FRAME_SIZE:

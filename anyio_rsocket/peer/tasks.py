@@ -30,6 +30,7 @@ from ..protocol import Event, ProtocolConfig, ProtocolConnection, RemoteProtocol
 from ..transports.base import Transport
 from ..wire.errors import ConnectionClosedError, ConnectionLostError, ErrorCode, FrameError, ProtocolError
 from .handler import RequestHandler
+from .interaction import Hooks
 from .link import StreamOwner
 from .responder import RESPONDER_CHANNEL_WINDOW
 from .settings import WRITE_HIGH_WATER, PeerOptions
@@ -135,6 +136,10 @@ class ConnectionTasks:
         #: Requests must pass :meth:`admit` first (leasing here; resumption and reconnect add theirs).
         self._gated = setup.lease
         self._timer_wakeup: anyio.Event | None = None
+        #: Interceptors and travelling deadlines; None (the usual case) keeps every path plain.
+        self._hooks = Hooks.build(options.interceptors, setup, options.deadlines)
+        # Traffic counters (``RSocket.stats``), per batch: frames and bytes without length prefixes.
+        self._frames_sent = self._bytes_sent = self._frames_received = self._bytes_received = 0
         self._reading_paused = False  # the reader waits for our consumers or handlers (not K3 silence)
         self._congested_streams = 0  # requester streams whose unread buffer is over high water
         self._uncongested: anyio.Event | None = None
@@ -180,6 +185,7 @@ class ConnectionTasks:
         try:
             with self._writer_scope:
                 while True:
+                    size = core.bytes_to_send
                     batch = core.data_to_send()
                     if not batch:
                         if self._error is not None:
@@ -192,6 +198,8 @@ class ConnectionTasks:
                         self._writable = None
                         writable.set()
                     await transport.send(batch)
+                    self._frames_sent += len(batch)
+                    self._bytes_sent += size
         except ConnectionClosedError as exc:
             self._transport_lost(transport, lost(exc))
         except Exception as exc:  # a bug or a transport error we did not map: never crash the group
@@ -241,6 +249,8 @@ class ConnectionTasks:
             self._protocol_violation(f"internal error while reading: {exc!r}", ProtocolError)
 
     def _receive(self, frames: list[bytes]) -> None:
+        self._frames_received += len(frames)
+        self._bytes_received += sum(map(len, frames))
         core = self._core
         events = core.receive_frames(frames, self._clock())
         if events:
@@ -275,6 +285,7 @@ class ConnectionTasks:
                     core.mark_alive(now)  # we are not listening: that is not the peer's silence
                 self._handle_events(core.handle_timer(now))
                 self._wake_writer()
+                await anyio.lowlevel.checkpoint()  # never spin, whatever the core's next deadline
 
     def _wake_timer(self) -> None:
         wakeup = self._timer_wakeup

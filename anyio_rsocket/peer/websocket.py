@@ -145,7 +145,8 @@ async def serve_websocket(
     :func:`~anyio_rsocket.serve_tcp` (:class:`~anyio_rsocket.options.ServerOptions`), and
     ``shutdown`` and ``drain_timeout`` stop the server as they stop ``serve_tcp``: draining (see
     :class:`~anyio_rsocket.ServerShutdown`) closes connections still in their upgrade at once.
-    Cancelling the call without ``drain_timeout`` closes every connection at once.
+    Cancelling the call without ``drain_timeout`` closes every connection at once. ``reuse_port=True``
+    lets several processes serve the same port, as for ``serve_tcp``.
     """
     factory = drainable_factory(handler_factory)
     sessions = registry_for(options)
@@ -170,6 +171,7 @@ async def serve_websocket(
         tls_handshake_timeout=options.get("tls_handshake_timeout", DEFAULT_TLS_HANDSHAKE_TIMEOUT),
         shutdown=shutdown,
         drain_timeout=options.get("drain_timeout", DEFAULT_DRAIN_TIMEOUT),
+        reuse_port=options.get("reuse_port", False),
         task_status=task_status,
     )
 

@@ -14,7 +14,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ..peer._groups import unwrap_exception_groups
-from ..peer.connection import RSocket
+from ..peer.connection import CLOSE_FLUSH_TIMEOUT, RSocket
 from ..peer.options import TargetOptions
 from ..peer.requester import DEFAULT_INITIAL_N, RequestChannel, RequestStream
 from ..protocol.policy import Backoff
@@ -271,6 +271,15 @@ class Pool:
                     await target.changed.wait()
             watchers.cancel_scope.cancel()
 
+    async def _close_connections(self) -> None:
+        """Close every connection in order (queued frames, a last fire-and-forget, are flushed)
+        before the pool's tasks are cancelled; shielded, and bounded by the flush timeout."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_FLUSH_TIMEOUT):
+            async with anyio.create_task_group() as closers:
+                for target in [*self._targets.values(), *self._leaving]:
+                    if target.rsocket is not None:
+                        closers.start_soon(target.rsocket.aclose)
+
     async def _follow(self, source: AsyncIterable[Iterable[str]], first: anyio.Event) -> None:
         """Apply each target list the source yields; when it ends the last list stays."""
         try:
@@ -373,6 +382,7 @@ async def connect_pool(
         finally:
             pool._closed = True
             pool._notify()
+            await pool._close_connections()
             task_group.cancel_scope.cancel()
 
 

@@ -111,6 +111,7 @@ class ProtocolConnection(ResumableCore):
         self._start(setup, now)
         if probe:
             self._queue_frame(KeepaliveFrame(True, 0, SETUP_PROBE))
+            self._ping_sent_at = now
 
     def accept_setup(self, now: float) -> list[Event]:
         """Server: accept the SETUP reported by SetupReceived; frames that followed it are handled now."""
@@ -186,6 +187,8 @@ class ProtocolConnection(ResumableCore):
             return self._take_events()
         if send_keepalive:
             self._queue_frame(KeepaliveFrame(True, self._received_position))
+            if self._ping_sent_at is None:
+                self._ping_sent_at = now
         lease = self._lease.poll(now)
         if lease is not None:
             self._queue_frame(lease)

@@ -99,6 +99,9 @@ class CoreBase:
         #: peer's confirmation. A plain attribute (read it, never set it), for the same reason as
         #: ``bytes_to_send``.
         self.store_full = False
+        #: The last keepalive round trip in seconds (None before the first echo came back).
+        self.rtt: float | None = None
+        self._ping_sent_at: float | None = None  # when our unanswered KEEPALIVE(R) went out
 
     # --- read-only view ------------------------------------------------------------------------
 
@@ -179,6 +182,11 @@ class CoreBase:
     def inbound_requests(self) -> int:
         """Live streams the peer opened (what ``max_concurrent_requests`` limits)."""
         return self._inbound_live
+
+    @property
+    def open_streams(self) -> int:
+        """How many streams are live."""
+        return len(self._streams)
 
     def stream_ids(self) -> list[int]:
         """Ids of every registered (live) stream."""

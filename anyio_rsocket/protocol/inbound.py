@@ -395,6 +395,9 @@ class InboundCore(CoreBase):
             self._confirm(frame.last_received_position)  # R3: trim what the peer has
         if frame.respond:  # K2: echo with identical data (and our position), never answer an answer
             self._queue_frame(KeepaliveFrame(False, self._received_position, frame.data))
+        elif self._ping_sent_at is not None:
+            self.rtt = self._now - self._ping_sent_at  # the echo of our last KEEPALIVE(R)
+            self._ping_sent_at = None
         self._mark_established()
         self._events.append(KeepaliveReceived(frame.data, frame.respond))
 

@@ -79,7 +79,9 @@ class KeepaliveClock:
         """``(expired, send_keepalive)`` at ``now``; a keepalive due now schedules the next one."""
         if not self.running:
             return False, False
-        if now - self.last_heard >= self.lifetime:
+        # The same sum as silence_deadline: a driver woken exactly at deadline() must see it due
+        # (now - last_heard >= lifetime can be false there by float rounding).
+        if now >= self.last_heard + self.lifetime:
             return True, False
         if now >= self.next_keepalive:
             self.next_keepalive = now + self.interval

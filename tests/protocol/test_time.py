@@ -204,3 +204,14 @@ def test_send_lease_needs_negotiated_leasing() -> None:
     # A stray LEASE changes nothing when leasing was not negotiated.
     assert pair.inject("client", LeaseFrame(1000, 0)) == []
     pair.client.request_response(Payload(b"fine"))
+
+
+def test_silence_is_due_exactly_at_its_deadline_despite_float_rounding_K3() -> None:
+    """A driver woken at deadline() must find the silence due ((0.7 + 0.1) - 0.7 < 0.1 in floats)."""
+    from anyio_rsocket.protocol.keepalive import KeepaliveClock
+
+    clock = KeepaliveClock()
+    clock.start(10.0, 0.1, False, 0.7)
+    deadline = clock.deadline()
+    assert deadline is not None and deadline - 0.7 < 0.1  # the rounding this guards against
+    assert clock.poll(deadline) == (True, False)
