@@ -54,7 +54,7 @@ from .wire.errors import (
     SetupError,
     UnsupportedSetupError,
 )
-from .wire.payload import Payload
+from .wire.payload import NO_VALUE, Payload
 
 if TYPE_CHECKING:  # imported on first use (module __getattr__ below): they load httpx and wsproto
     from .peer.asgi import RSocketASGIApp
@@ -85,6 +85,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "NO_VALUE",
     "DEFAULT_INITIAL_N",
     "ApplicationError",
     "Backoff",

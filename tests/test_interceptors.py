@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 from anyio_rsocket import (
+    NO_VALUE,
     ApplicationError,
     Interaction,
     Interceptor,
@@ -331,3 +332,16 @@ async def test_stats_count_traffic_and_measure_the_round_trip() -> None:
     assert after.bytes_sent >= before.bytes_sent + 10 * (6 + 5)
     assert after.bytes_received > before.bytes_received
     assert after.streams_open == 0
+
+
+async def test_an_answer_without_a_value_is_no_value() -> None:
+    class Quiet(RequestHandler):
+        async def request_response(self, payload: Payload) -> Payload | None:
+            return None if payload.data == b"none" else Payload(b"")
+
+    with anyio.fail_after(5):
+        async with connected_pair(lambda rs: Quiet()) as rs:
+            nothing = await rs.request_response(Payload(b"none"))
+            empty = await rs.request_response(Payload(b"empty"))
+    assert nothing is NO_VALUE and nothing == Payload() and repr(nothing) == "NO_VALUE"
+    assert empty is not NO_VALUE and empty == Payload(b"")

@@ -115,7 +115,9 @@ class RSocket(SessionDriver):
         """Send a request and wait for its single answer.
 
         Raises the peer's error as an :class:`~anyio_rsocket.errors.RSocketError` subclass. If the
-        waiting task is cancelled, CANCEL is sent and the cancellation propagates.
+        waiting task is cancelled, CANCEL is sent and the cancellation propagates. A responder that
+        completes without a value (its handler returned ``None``) gives :data:`~anyio_rsocket.NO_VALUE`,
+        an empty payload to test for with ``is``.
         """
         hooks = self._hooks
         if hooks is not None:

@@ -20,7 +20,7 @@ from ..protocol.errors import InvalidArgumentError, InvalidStateError
 from ..protocol.streams import InteractionKind
 from ..wire.errors import ErrorCode, RSocketError
 from ..wire.frames import FLAG_COMPLETE, FLAG_NEXT, MAX_REQUEST_N
-from ..wire.payload import Payload
+from ..wire.payload import NO_VALUE, Payload
 from ._groups import unwrap_exception_groups
 from .link import StreamLink
 from .settings import WRITE_HIGH_WATER
@@ -59,7 +59,7 @@ class PendingResponse:
 
     def on_payload(self, data: bytes, metadata: bytes | None, flags: int) -> None:
         # IX2: a PAYLOAD for request-response ends it whether or not C is set; C-only is "no value".
-        self.result = Payload(data, metadata) if flags & FLAG_NEXT else Payload()
+        self.result = Payload(data, metadata) if flags & FLAG_NEXT else NO_VALUE
         self._settle()
 
     def on_error(self, error: BaseException) -> None:

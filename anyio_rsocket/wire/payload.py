@@ -41,3 +41,18 @@ class Payload:
         if self.metadata is None:
             return f"Payload({self.data!r})"
         return f"Payload({self.data!r}, {self.metadata!r})"
+
+
+class NoValue(Payload):
+    """The type of :data:`NO_VALUE`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NO_VALUE"
+
+
+#: What ``request_response`` returns when the responder completed without a value (its handler
+#: returned ``None``; on the wire, a PAYLOAD with C and without N). It is an empty payload, equal
+#: to ``Payload()``, so code that ignores the difference keeps working; test for it with ``is``.
+NO_VALUE: Payload = NoValue()
