@@ -14,6 +14,7 @@ from ..protocol.policy import Backoff, Resume
 from ..transports.base import Transport
 from ..transports.sockets import connect_socket_stream, connect_timeout_error
 from ..transports.tcp import ByteStreamTransport
+from ..transports.tracing import traced
 from ..wire.errors import ConnectionClosedError
 from ..wire.fragmentation import DEFAULT_MAX_REASSEMBLED_SIZE
 from ..wire.frames import MAX_31, MAX_FRAME_SIZE, encode_frame
@@ -115,6 +116,14 @@ async def open_client(
         resume_token=None if resume is None else resume.token,
     )
     encode_frame(setup.to_frame())  # invalid options fail before any I/O
+    transport = traced(transport)  # the "anyio_rsocket.frames" logger, when it is on
+    if redial is not None:
+        untraced = redial
+
+        async def redial_traced() -> Transport:
+            return traced(await untraced())
+
+        redial = redial_traced
     async with unwrap_exception_groups():
         try:
             async with anyio.create_task_group() as task_group:

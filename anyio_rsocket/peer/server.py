@@ -13,6 +13,7 @@ from anyio.abc import ByteStream, TaskStatus
 from ..protocol import ProtocolConnection, ResumeReceived, SetupReceived
 from ..transports.base import Transport
 from ..transports.tcp import ByteStreamTransport
+from ..transports.tracing import traced
 from ..wire.errors import ConnectionClosedError, FrameError, RejectedSetupError, SetupError
 from ..wire.frames import MAX_FRAME_SIZE, ErrorFrame, encode_frame
 from ._groups import unwrap_exception_groups
@@ -77,6 +78,7 @@ async def serve_connection(
     runs once per session, never on RESUME.
     """
     setup_timeout = options.get("setup_timeout", SETUP_TIMEOUT)
+    transport = traced(transport)  # the "anyio_rsocket.frames" logger, when it is on
     defaults = PeerOptions()
     peer_options = PeerOptions(
         fragment_size=options.get("fragment_size"),

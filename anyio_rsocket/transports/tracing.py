@@ -1,4 +1,10 @@
-"""A transport wrapper that reports every frame it carries, decoded, for debugging (``--debug``)."""
+"""A transport wrapper that reports every frame it carries, decoded, for debugging (``--debug``).
+
+Every connection the library opens or serves goes through :func:`traced`: enable DEBUG on the
+``anyio_rsocket.frames`` logger *before* connections are made and each frame is logged as one line,
+``-> `` sent or ``<- `` received (``logging.getLogger("anyio_rsocket.frames").setLevel(logging.DEBUG)``
+plus a handler). Off (the default), connections are not wrapped at all.
+"""
 
 from __future__ import annotations
 
@@ -40,6 +46,14 @@ def describe_frame(raw: bytes) -> str:
     return f"{name}({', '.join(fields)}) [{len(raw)} bytes]"
 
 
+def traced(transport: Transport) -> Transport:
+    """``transport`` wrapped in a :class:`TracingTransport` when the ``anyio_rsocket.frames`` logger
+    is enabled for DEBUG now, else ``transport`` itself (no cost when tracing is off)."""
+    if logger.isEnabledFor(logging.DEBUG):
+        return TracingTransport(transport)
+    return transport
+
+
 class TracingTransport(Transport):
     """Wraps ``inner`` and reports each frame sent (``->``) and received (``<-``) through ``emit``.
 
@@ -65,4 +79,4 @@ class TracingTransport(Transport):
         await self.inner.aclose()
 
 
-__all__ = ["TracingTransport", "describe_frame"]
+__all__ = ["TracingTransport", "describe_frame", "traced"]
