@@ -15,7 +15,15 @@ from typing import Any
 import anyio
 import pytest
 
-from anyio_rsocket import ApplicationError, ConnectionClosedError, Payload, RequestHandler, connect_tcp
+from anyio_rsocket import (
+    ApplicationError,
+    ConnectionClosedError,
+    ErrorCode,
+    Payload,
+    RequestHandler,
+    RSocketError,
+    connect_tcp,
+)
 from anyio_rsocket.testing import connected_pair
 
 pytestmark = pytest.mark.anyio
@@ -222,3 +230,24 @@ def test_system_exit_from_a_handler_stops_the_server_unwrapped(exit_exception: s
         # An uncaught KeyboardInterrupt ends Python by SIGINT (status -2) after its traceback.
         assert returncode == -2, stderr
         assert stderr.rstrip().endswith("KeyboardInterrupt"), stderr
+
+
+async def test_an_rsocket_error_with_a_nonsense_code_fails_only_its_request() -> None:
+    """``RSocketError(0x301, "custom")`` (arguments swapped: the code is a string) once ended the
+    connection from inside send_error; now it is the handler's mistake like any other."""
+
+    class Swapped(RequestHandler):
+        async def request_response(self, payload: Payload) -> Payload:
+            if payload.data == b"bad":
+                raise RSocketError(0x301, "custom")  # type: ignore[arg-type]
+            if payload.data == b"connection-level":
+                raise RSocketError("not for a stream", code=ErrorCode.CONNECTION_CLOSE)
+            return payload
+
+    with anyio.fail_after(5):
+        async with connected_pair(lambda rs: Swapped()) as rs:
+            for data in (b"bad", b"connection-level"):
+                with pytest.raises(ApplicationError) as failed:
+                    await rs.request_response(Payload(data))
+                assert failed.value.message == "RSocketError"
+            assert await rs.request_response(Payload(b"fine")) == Payload(b"fine")

@@ -17,9 +17,9 @@ class RequestHandler:
     """Base responder. Each inbound request runs in its own task inside the connection's task group.
 
     Raising :class:`~anyio_rsocket.errors.ApplicationError` (or any exception) from a method sends
-    ERROR to the requester: an ``RSocketError`` keeps its code, anything else becomes
-    APPLICATION_ERROR with ``str(exception)`` as the message. When the requester cancels, the task
-    running the method is cancelled.
+    ERROR to the requester: an ``RSocketError`` keeps its code and message; anything else becomes
+    APPLICATION_ERROR carrying only the exception's type name (its text too with
+    ``expose_errors=True``). When the requester cancels, the task running the method is cancelled.
     """
 
     async def request_response(self, payload: Payload) -> Payload | None:

@@ -15,14 +15,14 @@ from typing import Any
 import anyio
 
 from ..protocol.streams import InteractionKind
-from ..wire.errors import ErrorCode, RSocketError
+from ..wire.errors import ErrorCode
 from ..wire.payload import Payload
 from .deadlines import with_deadline
 from .handler import RequestHandler
 from .interaction import Hooks, Interaction, Interceptor, Side
 from .link import StreamLink
 from .requester import DEFAULT_INITIAL_N, PendingResponse, RequestChannel, RequestStream
-from .responder import ResponderTask, log_handler_failure
+from .responder import ResponderTask, log_handler_failure, stream_error_code
 
 _RR = InteractionKind.REQUEST_RESPONSE
 _FNF = InteractionKind.FIRE_AND_FORGET
@@ -313,8 +313,9 @@ class InterceptedHandler(RequestHandler):
 
 def refusal(exc: BaseException, expose: bool) -> tuple[int, str]:
     """The ERROR a refused request gets: the error's own for an RSocketError, else REJECTED."""
-    if isinstance(exc, RSocketError):
-        return exc.code, exc.message
+    code = stream_error_code(exc)
+    if code is not None:
+        return code, str(getattr(exc, "message", ""))
     return ErrorCode.REJECTED, f"{type(exc).__name__}: {exc}" if expose else type(exc).__name__
 
 

@@ -40,14 +40,33 @@ def error_for(exc: BaseException, expose: bool = False) -> tuple[int, str]:
     message is the exception's type name, or its text too when ``expose`` is true (exception text
     can hold paths, keys or SQL, so servers opt in with ``expose_errors=True``).
     """
-    if isinstance(exc, RSocketError) and exc.code not in CONNECTION_ERROR_CODES and exc.code:
-        code, message = exc.code, exc.message
+    code = stream_error_code(exc)
+    if code is not None:
+        message = str(getattr(exc, "message", ""))
     else:
         code = ErrorCode.APPLICATION_ERROR
         name = type(exc).__name__
         text = str(exc) if expose else ""
         message = f"{name}: {text}" if text else name
     return code, message
+
+
+def stream_error_code(exc: BaseException) -> int | None:
+    """The code of an ``RSocketError`` that may end a stream, or None.
+
+    A code that cannot go on a stream (not an integer, out of range, a connection-level code) is
+    the handler's mistake: it must fail that request only, as APPLICATION_ERROR, never the
+    connection.
+    """
+    code = getattr(exc, "code", None)
+    if (
+        isinstance(exc, RSocketError)
+        and isinstance(code, int)
+        and 0 < code <= 0xFFFFFFFF
+        and code not in CONNECTION_ERROR_CODES
+    ):
+        return code
+    return None
 
 
 def is_handler_failure(exc: BaseException) -> bool:
