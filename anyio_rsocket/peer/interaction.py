@@ -44,13 +44,13 @@ class Interaction:
     """
 
     __slots__ = (
+        "_payload",
         "_route",
         "cancelled",
         "error",
         "items_received",
         "items_sent",
         "kind",
-        "payload",
         "setup",
         "side",
         "stream_id",
@@ -61,7 +61,7 @@ class Interaction:
     ) -> None:
         self.kind = kind
         self.side = side
-        self.payload = payload
+        self._payload = payload
         self.setup = setup
         self.stream_id = stream_id
         self.items_sent = 0
@@ -69,6 +69,16 @@ class Interaction:
         self.error: BaseException | None = None
         self.cancelled = False
         self._route: str | bool | None = False  # False: not looked up yet
+
+    @property
+    def payload(self) -> Payload:
+        """The request (a requester-side interceptor may replace it before the request goes out)."""
+        return self._payload
+
+    @payload.setter
+    def payload(self, value: Payload) -> None:
+        self._payload = value
+        self._route = False  # the route is read again from the new metadata
 
     @property
     def composite_metadata(self) -> CompositeMetadata | None:
@@ -100,7 +110,6 @@ class Interaction:
         entry = encode_entry(CompositeEntry(mime_type, content))
         payload = self.payload
         self.payload = Payload(payload.data, (payload.metadata or b"") + entry)
-        self._route = False
         return True
 
     def __repr__(self) -> str:

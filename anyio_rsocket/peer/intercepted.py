@@ -42,8 +42,12 @@ async def intercepting(
 ) -> AsyncIterator[None]:
     """Enter every interceptor (the first outermost) around the block; record how it ended."""
     async with AsyncExitStack() as stack:
-        for interceptor in interceptors:
-            await stack.enter_async_context(interceptor.intercept(interaction))
+        try:
+            for interceptor in interceptors:
+                await stack.enter_async_context(interceptor.intercept(interaction))
+        except BaseException as exc:
+            record_end(interaction, exc)  # refused on entry: the outer interceptors see why
+            raise
         try:
             yield
         except BaseException as exc:
@@ -76,9 +80,12 @@ async def request_response(link: StreamLink, hooks: Hooks, payload: Payload) -> 
             raise
         if pending.error is not None:
             raise pending.error
-        assert pending.result is not None
+        result = pending.result
+        assert result is not None
         interaction.items_received = 1
-        return pending.result
+        for interceptor in hooks.interceptors:
+            interceptor.on_item(interaction, result, outbound=False)
+        return result
 
 
 async def fire_and_forget(link: StreamLink, hooks: Hooks, payload: Payload) -> None:
@@ -261,8 +268,11 @@ class InterceptedHandler(RequestHandler):
         except BaseException as exc:
             record_end(self._interaction, exc)
             raise
-        if result is not None:
-            self._interaction.items_sent = 1
+        if isinstance(result, Payload):
+            interaction = self._interaction
+            interaction.items_sent = 1
+            for interceptor in self._interceptors:
+                interceptor.on_item(interaction, result, outbound=True)
         return result
 
     async def fire_and_forget(self, payload: Payload) -> None:
