@@ -73,6 +73,10 @@ class Bench:
     fresh_process: bool = False
     #: Ours only, against 1 and 2 server processes (its own table; see ``POOL_SERVERS``).
     pool: bool = False
+    #: The raw one-in-flight limit (``bench/_limit.py``) runs this row too (TCP only).
+    limit: bool = False
+    #: gRPC (``bench/_grpc.py``) runs the same traffic (TCP, asyncio only).
+    grpc: bool = False
 
 
 STREAMS_N = 10_000
@@ -80,7 +84,18 @@ STREAMS_N = 10_000
 #: each of these numbers of server processes (one port each, the pool's targets).
 POOL_SERVERS = (1, 2)
 BENCHES: tuple[Bench, ...] = (
-    Bench("rr_seq", "request-response, sequential", RATE_REQ, 20_000, 3_000, 50, 300, raw=True),
+    Bench(
+        "rr_seq",
+        "request-response, sequential",
+        RATE_REQ,
+        20_000,
+        3_000,
+        50,
+        300,
+        raw=True,
+        limit=True,
+        grpc=True,
+    ),
     Bench(
         "rr_conc",
         f"request-response, {RR_CONCURRENCY} concurrent",
@@ -90,14 +105,23 @@ BENCHES: tuple[Bench, ...] = (
         128,
         640,
         raw=True,
+        grpc=True,
     ),
     *(
         Bench(
-            key, title, RATE_ITEMS, 100_000, 20_000, 200, 2_000, ("StreamFromGenerator", "minimal Publisher")
+            key,
+            title,
+            RATE_ITEMS,
+            100_000,
+            20_000,
+            200,
+            2_000,
+            ("StreamFromGenerator", "minimal Publisher"),
+            grpc=grpc,
         )
-        for key, title in (
-            ("stream_unbounded", "request-stream, unbounded credit"),
-            ("stream_256", f"request-stream, credit {STREAM_CREDIT}"),
+        for key, title, grpc in (
+            ("stream_unbounded", "request-stream, unbounded credit", True),
+            ("stream_256", f"request-stream, credit {STREAM_CREDIT}", False),
         )
     ),
     Bench("channel", "request-channel echo", RATE_ITEMS, 50_000, 10_000, 200, 1_000),

@@ -42,10 +42,33 @@ STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 
 
-def uvloop_available() -> bool:
+def installed(module: str) -> bool:
     import importlib.util
 
-    return importlib.util.find_spec("uvloop") is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # e.g. a parent package that is not there, or sys.modules[...] = None
+        return False
+
+
+def uvloop_available() -> bool:
+    return installed("uvloop")
+
+
+def grpc_available() -> bool:
+    return installed("grpc")
+
+
+#: Optional packages (the ``bench`` extra): the cells that need one are shown as "not installed".
+OPTIONAL = {"uvloop": ("uvloop", "uvloop"), "grpc": ("grpc", "grpcio")}  # what: (module, package)
+
+
+def missing_package(impl: str, backend: str) -> str | None:
+    """The package a cell needs and cannot import, if any."""
+    for what in (backend, impl):
+        if what in OPTIONAL and not installed(OPTIONAL[what][0]):
+            return OPTIONAL[what][1]
+    return None
 
 
 # ==================================================================================================
@@ -62,12 +85,23 @@ class Mode:
     layouts: tuple[str, ...]
     backends: tuple[str, ...]
     benches: tuple[str, ...]
+    #: Cells of our side run beyond transports x layouts x backends x benches, so that every target
+    #: has its numbers: (transport, bench key, backend), one process. See ``target_extras``.
+    extras: tuple[tuple[str, str, str], ...] = ()
 
-    def n(self, bench: Bench) -> int:
-        return {"full": bench.n_full, "quick": bench.n_quick, "smoke": bench.n_smoke}[self.name]
+    def n(self, bench: Bench, impl: str = "ours") -> int:
+        n = {"full": bench.n_full, "quick": bench.n_quick, "smoke": bench.n_smoke}[self.name]
+        if impl == "grpc" and self.name == "quick":
+            n //= GRPC_QUICK_SHARE
+        return n
 
-    def warmup(self, bench: Bench) -> int:
-        return min(bench.warmup, self.n(bench))
+    def warmup(self, bench: Bench, impl: str = "ours") -> int:
+        return min(bench.warmup, self.n(bench, impl))
+
+
+#: gRPC is 5-30 times slower per item than our side, so ``--quick`` gives it a quarter of the count
+#: (it still takes longer than ours; its rate is still count / time).
+GRPC_QUICK_SHARE = 4
 
 
 ALL_BENCHES = tuple(b.key for b in BENCHES)
@@ -213,6 +247,24 @@ class Workers:
         for worker in started:
             worker.wait_ready()
 
+    def prestart(self, keys: Iterable[tuple[str, str, str]]) -> None:
+        """Start the workers of ``keys`` that are not running yet, all at once (their imports overlap).
+
+        One that fails to start is dropped; its first cell starts it again and records the error.
+        """
+        started = []
+        for key in keys:
+            if key not in self._workers:
+                worker = self._workers[key] = WorkerProcess(*key)
+                worker.start()
+                started.append(worker)
+        for worker in started:
+            try:
+                worker.wait_ready()
+            except RuntimeError:
+                worker.kill()
+                del self._workers[(worker.impl, worker.backend, worker.role)]
+
     def all(self) -> list[WorkerProcess]:
         return list(self._workers.values())
 
@@ -256,7 +308,7 @@ class Cell:
 
     def display(self, metric: Metric) -> str:
         if self.na is not None:
-            return "n/a"
+            return "not installed" if self.na.endswith("not installed") else "n/a"
         best = self.best(metric)
         if best is not None:
             return f"{best:,.{metric.decimals}f}{'*' if self.errors else ''}"
@@ -317,43 +369,99 @@ class Suite:
     ) -> Cell:
         key = (transport, layout, impl, backend, bench.key, variant)
         if key not in self.cells:
-            self.cells[key] = Cell(transport, layout, impl, backend, bench, variant)
+            cell = self.cells[key] = Cell(transport, layout, impl, backend, bench, variant)
+            missing = missing_package(impl, backend)
+            if missing is not None:
+                cell.na = f"{missing} not installed"
         return self.cells[key]
 
     def their_backend(self, backend: str) -> str:
         return backend if backend in self.their_backends else "asyncio"
 
+    def transports(self) -> list[str]:
+        """Every transport with cells to run: the mode's, and those of the extras."""
+        wanted = set(self.mode.transports) | {transport for transport, _, _ in self.mode.extras}
+        return [t for t in TRANSPORTS if t in wanted]
+
+    def layouts(self, transport: str) -> list[str]:
+        extra = any(t == transport for t, _, _ in self.mode.extras)
+        return [
+            layout
+            for layout in LAYOUTS
+            if (transport in self.mode.transports and layout in self.mode.layouts)
+            or (extra and layout == "one")
+        ]
+
+    def our_backends(self, transport: str, layout: str, bench: Bench) -> list[str]:
+        """The backends our side runs row ``bench`` on, in this transport and layout."""
+        grid = (
+            transport in self.mode.transports
+            and layout in self.mode.layouts
+            and bench.key in self.mode.benches
+        )
+        return [
+            backend
+            for backend in BACKENDS
+            if (grid and backend in self.mode.backends)
+            or (layout == "one" and (transport, bench.key, backend) in self.mode.extras)
+        ]
+
     def group(self, transport: str, layout: str, bench: Bench) -> list[Cell]:
         """The cells of one row, in the order they run (implementations alternate)."""
-        ours = [self.cell(transport, layout, "ours", be, bench) for be in self.backends]
+        backends = self.our_backends(transport, layout, bench)
+        if not backends:
+            return []
+        ours = [self.cell(transport, layout, "ours", be, bench) for be in backends]
         theirs = [
             self.cell(transport, layout, "theirs", tb, bench, variant)
             for tb in self.their_backends
             for variant in bench.their_variants
         ]
-        raw = []
-        if bench.raw and transport == "tcp":
-            raw = [self.cell(transport, layout, "raw", be, bench) for be in self.backends]
-        return interleave(ours, theirs, raw)
+        raw: list[Cell] = []
+        limit: list[Cell] = []
+        grpc: list[Cell] = []
+        if transport == "tcp":
+            if bench.raw:
+                raw = [self.cell(transport, layout, "raw", be, bench) for be in backends]
+            if bench.limit:
+                limit = [self.cell(transport, layout, "limit", be, bench) for be in backends]
+            if bench.grpc:
+                grpc = [self.cell(transport, layout, "grpc", "asyncio", bench)]
+        return interleave(ours, theirs, raw, limit, grpc)
+
+    def planned(self) -> list[Cell]:
+        """Every cell of one repetition, in the order they run (the pool row aside)."""
+        return [
+            cell
+            for transport in self.transports()
+            for layout in self.layouts(transport)
+            for bench in self.benches
+            if not bench.pool  # its own layouts: see run_pool
+            for cell in self.group(transport, layout, bench)
+        ]
 
     def run(self) -> None:
         repeats = self.mode.repeats
         try:
+            cells = self.planned()
+            self.workers.prestart(
+                dict.fromkeys(
+                    (cell.impl, cell.backend, role)
+                    for cell in cells
+                    if not cell.skip and not cell.bench.fresh_process
+                    for role in (("client",) if cell.layout == "one" else ("client", "server"))
+                )
+            )
             for rep in range(repeats):
-                for transport in self.mode.transports:
-                    for layout in self.mode.layouts:
-                        for bench in self.benches:
-                            if bench.pool:
-                                continue  # its own layouts: see run_pool
-                            for cell in self.group(transport, layout, bench):
-                                if cell.skip:
-                                    continue  # n/a, or it already timed out: do not burn the budget
-                                try:
-                                    reply = self.measure(cell)
-                                except RuntimeError as exc:  # a worker that cannot start
-                                    reply = {"ok": False, "error": str(exc)}
-                                shown = cell.record(rep, reply)
-                                print(f"  [{rep + 1}/{repeats}] {cell.label:<58} {shown}", file=sys.stderr)
+                for cell in cells:
+                    if cell.skip:
+                        continue  # n/a, or it already timed out: do not burn the budget
+                    try:
+                        reply = self.measure(cell)
+                    except RuntimeError as exc:  # a worker that cannot start
+                        reply = {"ok": False, "error": str(exc)}
+                    shown = cell.record(rep, reply)
+                    print(f"  [{rep + 1}/{repeats}] {cell.label:<58} {shown}", file=sys.stderr)
                 self.run_pool(rep)
         finally:
             self.workers.close()
@@ -480,8 +588,8 @@ class Suite:
             "op": "measure",
             "bench": bench.key,
             "transport": cell.transport,
-            "n": mode.n(bench),
-            "warmup": mode.warmup(bench),
+            "n": mode.n(bench, cell.impl),
+            "warmup": mode.warmup(bench, cell.impl),
             "variant": cell.variant,
             "timeout": mode.timeout,
             "port": None,
@@ -508,7 +616,7 @@ class Suite:
         rows = []
         for bench in self.benches:
             for metric in bench.metrics:
-                for backend in self.backends:
+                for backend in self.our_backends(transport, layout, bench):
                     for variant in bench.their_variants:
                         ours = self.cells.get((transport, layout, "ours", backend, bench.key, ""))
                         theirs = self.cells.get(
@@ -573,6 +681,109 @@ class Suite:
             )
         return render(lines, right={4, 5, 6, 7, 8}, markdown=markdown)
 
+    # --- the one-in-flight limit and gRPC tables ---------------------------------------------------
+
+    def limit_rows(self, layout: str) -> list[dict[str, Any]]:
+        """Sequential request-response: ours, raw AnyIO and the one-in-flight limit, per backend."""
+        rows = []
+        for bench in self.benches:
+            if not bench.limit:
+                continue
+            metric = bench.metrics[0]
+            for backend in self.our_backends("tcp", layout, bench):
+                ours, raw, limit = (
+                    self.cells.get(("tcp", layout, impl, backend, bench.key, ""))
+                    for impl in ("ours", "raw", "limit")
+                )
+                if ours is None or limit is None:
+                    continue
+                rows.append(
+                    {
+                        "layout": layout,
+                        "key": bench.key,
+                        "title": bench.title,
+                        "backend": backend,
+                        "unit": metric.unit,
+                        "ours": ours.best(metric),
+                        "raw": raw.best(metric) if raw else None,
+                        "limit": limit.best(metric),
+                        "vs_limit": ratio(ours.best(metric), limit.best(metric), metric),
+                        "raw_vs_limit": ratio(raw.best(metric) if raw else None, limit.best(metric), metric),
+                        "cells": (ours, raw, limit, metric),
+                    }
+                )
+        return rows
+
+    def limit_table(self, layout: str, markdown: bool) -> str:
+        header = (
+            "benchmark",
+            "backend",
+            "unit",
+            "anyio_rsocket",
+            "raw AnyIO",
+            "one-in-flight limit",
+            "vs limit",
+        )
+        lines: list[tuple[str, ...]] = [header]
+        for row in self.limit_rows(layout):
+            ours, raw, limit, metric = row["cells"]
+            lines.append(
+                (
+                    row["title"],
+                    row["backend"],
+                    row["unit"],
+                    ours.display(metric),
+                    raw.display(metric) if raw else "-",
+                    limit.display(metric),
+                    fmt_ratio(row["vs_limit"]),
+                )
+            )
+        return render(lines, right={3, 4, 5, 6}, markdown=markdown)
+
+    def grpc_rows(self, layout: str) -> list[dict[str, Any]]:
+        """Our rows against gRPC's unary and server-streaming calls (gRPC on asyncio)."""
+        rows = []
+        for bench in self.benches:
+            if not bench.grpc:
+                continue
+            metric = bench.metrics[0]
+            grpc = self.cells.get(("tcp", layout, "grpc", "asyncio", bench.key, ""))
+            for backend in self.our_backends("tcp", layout, bench):
+                ours = self.cells.get(("tcp", layout, "ours", backend, bench.key, ""))
+                if ours is None or grpc is None:
+                    continue
+                rows.append(
+                    {
+                        "layout": layout,
+                        "key": bench.key,
+                        "title": GRPC_TITLES[bench.key],
+                        "backend": backend,
+                        "unit": metric.unit,
+                        "ours": ours.best(metric),
+                        "grpc": grpc.best(metric),
+                        "vs_grpc": ratio(ours.best(metric), grpc.best(metric), metric),
+                        "cells": (ours, grpc, metric),
+                    }
+                )
+        return rows
+
+    def grpc_table(self, layout: str, markdown: bool) -> str:
+        header = ("benchmark (ours / gRPC)", "backend", "unit", "anyio_rsocket", "gRPC", "vs gRPC")
+        lines: list[tuple[str, ...]] = [header]
+        for row in self.grpc_rows(layout):
+            ours, grpc, metric = row["cells"]
+            lines.append(
+                (
+                    row["title"],
+                    row["backend"],
+                    row["unit"],
+                    ours.display(metric),
+                    grpc.display(metric),
+                    fmt_ratio(row["vs_grpc"]),
+                )
+            )
+        return render(lines, right={3, 4, 5}, markdown=markdown)
+
     def failures(self) -> list[str]:
         out = []
         for cell in self.cells.values():
@@ -581,6 +792,14 @@ class Suite:
             if cell.na is not None:
                 out.append(f"n/a    {cell.label}: {cell.na}")
         return out
+
+
+#: The gRPC table's row titles: our interaction and the gRPC call that carries the same traffic.
+GRPC_TITLES = {
+    "rr_seq": "request-response / unary, sequential",
+    "rr_conc": f"request-response / unary, {RR_CONCURRENCY} concurrent",
+    "stream_unbounded": "request-stream unbounded / server-streaming",
+}
 
 
 def render(lines: list[tuple[str, ...]], right: set[int], markdown: bool) -> str:
@@ -693,6 +912,231 @@ def evaluate_targets(suite: Suite, backend: str) -> list[dict[str, Any]]:
 
 
 # ==================================================================================================
+# Targets of the performance issue: every one, with met / NOT met / not measured
+# ==================================================================================================
+
+
+@dataclass(frozen=True)
+class IssueTarget:
+    text: str
+    key: str
+    #: "theirs" (rsocket-py), "raw" (raw AnyIO), "limit" (the one-in-flight limit), "grpc", or
+    #: "kb_per_stream" (RSS growth of the open-streams row per stream, at most ``threshold`` KB).
+    against: str
+    threshold: float
+    backends: tuple[str, ...] = ("asyncio",)
+    transport: str = "tcp"
+    variant: str = ""
+
+
+BOTH = ("asyncio", "trio")
+ISSUE_TARGETS = (
+    IssueTarget("sequential request-response >= 2x rsocket-py (TCP)", "rr_seq", "theirs", 2.0),
+    IssueTarget(
+        "sequential request-response >= 0.5 of the raw one-in-flight limit (TCP)",
+        "rr_seq",
+        "limit",
+        0.5,
+        ("asyncio", "uvloop", "trio"),
+    ),
+    IssueTarget(
+        "WebSocket: sequential request-response >= 1.5x rsocket-py's aiohttp transport",
+        "rr_seq",
+        "theirs",
+        1.5,
+        transport="ws",
+    ),
+    IssueTarget(
+        "WebSocket: request-stream, unbounded credit >= 3x rsocket-py's aiohttp transport"
+        " (StreamFromGenerator)",
+        "stream_unbounded",
+        "theirs",
+        3.0,
+        transport="ws",
+        variant="StreamFromGenerator",
+    ),
+    IssueTarget(
+        "WebSocket: 1 MiB request-response >= 1.5x rsocket-py's aiohttp transport",
+        "rr_1mib",
+        "theirs",
+        1.5,
+        transport="ws",
+    ),
+    IssueTarget(
+        "open streams: <= 3 KB per stream, requester + responder (RSS growth / streams, TCP)",
+        "streams_10k",
+        "kb_per_stream",
+        3.0,
+        BOTH,
+    ),
+    IssueTarget(
+        f"request-response, {RR_CONCURRENCY} concurrent >= 4x rsocket-py (TCP)",
+        "rr_conc",
+        "theirs",
+        4.0,
+        BOTH,
+    ),
+    *(
+        IssueTarget(
+            f"{title} >= 10x rsocket-py (StreamFromGenerator, TCP)",
+            key,
+            "theirs",
+            10.0,
+            BOTH,
+            variant="StreamFromGenerator",
+        )
+        for key, title in (
+            ("stream_unbounded", "request-stream, unbounded credit"),
+            ("stream_256", f"request-stream, credit {STREAM_CREDIT}"),
+        )
+    ),
+    IssueTarget("request-channel echo >= 8x rsocket-py (TCP)", "channel", "theirs", 8.0, BOTH),
+    IssueTarget("fire-and-forget >= 8x rsocket-py (TCP)", "fnf", "theirs", 8.0, BOTH),
+    IssueTarget("1 MiB request-response >= 0.75 of raw AnyIO (TCP)", "rr_1mib", "raw", 0.75, BOTH),
+    # gRPC: conservative thresholds; the issue measured about 3.3x, 17x and 18x.
+    IssueTarget(
+        "sequential request-response >= 2x gRPC sequential unary (conservative; issue measured ~3.3x)",
+        "rr_seq",
+        "grpc",
+        2.0,
+    ),
+    IssueTarget(
+        f"request-response, {RR_CONCURRENCY} concurrent >= 8x gRPC unary with {RR_CONCURRENCY} in flight"
+        " (conservative; issue measured ~17x)",
+        "rr_conc",
+        "grpc",
+        8.0,
+    ),
+    IssueTarget(
+        "request-stream, unbounded credit >= 10x gRPC server-streaming (conservative; issue measured ~18x)",
+        "stream_unbounded",
+        "grpc",
+        10.0,
+    ),
+)
+
+
+def _unmeasured(cell: Cell | None, what: str) -> tuple[str, str]:
+    """Why a target has no number: ("not run", ...) when its cells were not planned, else ("n/a", ...)."""
+    if cell is None:
+        return "not run", f"{what} was not run"
+    if cell.na is not None:
+        return "n/a", f"{what}: {cell.na}"
+    return "n/a", f"{what} has no valid run ({'; '.join(dict.fromkeys(cell.errors)) or 'not run yet'})"
+
+
+def _issue_value(suite: Suite, target: IssueTarget, backend: str) -> tuple[float | None, str, str]:
+    """(value, shown, status) of one target on one backend; status is "ok", "n/a" or "not run"."""
+    bench = BENCH_BY_KEY[target.key]
+    ours = suite.cells.get((target.transport, "one", "ours", backend, target.key, ""))
+    if target.against == "kb_per_stream":
+        metric = next(m for m in bench.metrics if m.key == "rss_mb")
+        best = ours.best(metric) if ours else None
+        if best is None:
+            status, why = _unmeasured(ours, f"anyio_rsocket on {backend}")
+            return None, why, status
+        streams = suite.mode.n(bench)
+        per_stream = best * 1e6 / streams / 1e3
+        return per_stream, f"{per_stream:.1f} KB ({best:.1f} MB for {streams:,} streams, best run)", "ok"
+    metric = bench.metrics[0]
+    if ours is None or ours.best(metric) is None:
+        status, why = _unmeasured(ours, f"anyio_rsocket on {backend}")
+        return None, why, status
+    other_backend = {"theirs": suite.their_backend(backend), "grpc": "asyncio"}.get(target.against, backend)
+    other = suite.cells.get(
+        (target.transport, "one", target.against, other_backend, target.key, target.variant)
+    )
+    value = ratio(ours.best(metric), other.best(metric) if other else None, metric)
+    if value is None:
+        status, why = _unmeasured(other, f"{target.against} on {other_backend}")
+        return None, why, status
+    return value, fmt_ratio(value), "ok"
+
+
+def evaluate_issue_targets(suite: Suite) -> list[dict[str, Any]]:
+    """Every target of the performance issue, one entry per backend, from this run's cells."""
+    results = []
+    for target in ISSUE_TARGETS:
+        for backend in target.backends:
+            value, shown, status = _issue_value(suite, target, backend)
+            met = None
+            if value is not None:
+                met = (
+                    value <= target.threshold
+                    if target.against == "kb_per_stream"
+                    else value >= target.threshold
+                )
+            results.append(
+                {
+                    "target": target.text,
+                    "backend": backend,
+                    "transport": target.transport,
+                    "threshold": target.threshold,
+                    "value": value,
+                    "met": met,
+                    "status": status,
+                    "shown": shown,
+                }
+            )
+    return results
+
+
+def print_issue_targets(results: list[dict[str, Any]], mode: Mode) -> None:
+    """Met, NOT met, or n/a (and why) for each target; those whose rows were not run are counted."""
+    note = "" if mode.name == "full" else f"; {mode.name}-mode counts, indicative only"
+    print(f"\nTargets of the performance issue (one process{note}):")
+    not_run = 0
+    for result in results:
+        if result["status"] == "not run":
+            not_run += 1
+            continue
+        verdict = {True: "met", False: "NOT met", None: "n/a"}[result["met"]]
+        print(f"  [{verdict}] {result['target']} [{result['backend']}]: {result['shown']}")
+    if not_run:
+        print(
+            f"  ({not_run} more not measured: their rows were not run in this selection;"
+            " the default --quick and full runs cover every target)"
+        )
+
+
+# ==================================================================================================
+# CPU contention (--contention)
+# ==================================================================================================
+
+
+class Contention:
+    """``count`` processes that each spin a busy loop for as long as the suite runs (0 = none)."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def describe(self) -> str:
+        if not self.count:
+            return "quiet (no added CPU contention)"
+        return f"under contention: {self.count} busy-loop process(es) on {os.cpu_count()} CPU(s)"
+
+    def __enter__(self) -> Contention:
+        for _ in range(self.count):
+            self.procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", "while True: pass"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        self.procs.clear()
+
+
+# ==================================================================================================
 # Machine info and main
 # ==================================================================================================
 
@@ -714,7 +1158,17 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "packages": {
             name: version(name)
-            for name in ("anyio-rsocket", "anyio", "trio", "rsocket", "aiohttp", "httpx", "wsproto", "uvloop")
+            for name in (
+                "anyio-rsocket",
+                "anyio",
+                "trio",
+                "rsocket",
+                "aiohttp",
+                "httpx",
+                "wsproto",
+                "uvloop",
+                "grpcio",
+            )
         },
     }
     if hasattr(os, "sched_getaffinity"):
@@ -771,6 +1225,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--json", metavar="PATH", help="also write every run, the table and the machine as JSON"
     )
     parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
+    parser.add_argument(
+        "--contention",
+        metavar="N",
+        type=int,
+        nargs="?",
+        const=0,
+        help="run N busy-loop processes alongside the suite (default: one per CPU) to compare quiet"
+        " numbers with numbers under CPU contention",
+    )
     parser.add_argument("--worker", nargs=2, metavar=("IMPL", "BACKEND"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.only:
@@ -779,7 +1242,37 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             parser.error(f"unknown row(s) {', '.join(unknown)}; rows are {', '.join(ALL_BENCHES)}")
     if args.backend and "uvloop" in args.backend and not uvloop_available():
         parser.error("uvloop is not installed")
+    if args.contention is not None and args.contention < 0:
+        parser.error("--contention takes a number of processes (0 or none: one per CPU)")
     return args
+
+
+#: The cells the targets need beyond a mode's grid (one process): sequential request-response on
+#: uvloop (against the one-in-flight limit there), and the WebSocket rows with targets, on asyncio.
+TARGET_EXTRAS = (
+    ("tcp", "rr_seq", "uvloop"),
+    ("ws", "rr_seq", "asyncio"),
+    ("ws", "stream_unbounded", "asyncio"),
+    ("ws", "rr_1mib", "asyncio"),
+)
+
+
+def target_extras(
+    args: argparse.Namespace, benches: Sequence[str], layouts: Sequence[str]
+) -> tuple[tuple[str, str, str], ...]:
+    """The extras of ``TARGET_EXTRAS`` that apply: an explicit ``--backend`` drops the uvloop one, an
+    explicit ``--transport`` the WebSocket ones (and every one of a transport it does not name), and
+    only the selected rows count."""
+    if "one" not in layouts:
+        return ()
+    return tuple(
+        (transport, key, backend)
+        for transport, key, backend in TARGET_EXTRAS
+        if key in benches
+        and not (args.transport and transport not in args.transport)
+        and not (transport == "tcp" and args.backend)
+        and not (transport == "ws" and args.transport)
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -793,25 +1286,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     backends: list[str] = []
     for choice in args.backend or base.backends:
         backends += ["asyncio", "trio"] if choice == "both" else [choice]
+    layouts = tuple(layout for layout in LAYOUTS if layout in (args.layout or base.layouts))
+    benches = tuple(k for k in ALL_BENCHES if k in (args.only or base.benches))
     mode = Mode(
         base.name,
         args.repeat or base.repeats,
         args.timeout or base.timeout,
         tuple(t for t in TRANSPORTS if t in (args.transport or base.transports)),
-        tuple(layout for layout in LAYOUTS if layout in (args.layout or base.layouts)),
+        layouts,
         tuple(b for b in BACKENDS if b in backends),
-        tuple(k for k in ALL_BENCHES if k in (args.only or base.benches)),
+        benches,
+        target_extras(args, benches, layouts),
     )
     suite = Suite(mode)
     info = machine_info()
+    contention = Contention(0 if args.contention is None else args.contention or os.cpu_count() or 1)
+    info["contention"] = contention.count
     started = time.perf_counter()
     print(
         f"anyio_rsocket {info['packages']['anyio-rsocket']} vs rsocket-py {info['packages']['rsocket']}"
         f" | Python {platform.python_version()} | {info.get('cpu_model', platform.machine())}"
-        f" | {info['cpu_count']} CPUs | {mode.name} mode, best of {mode.repeats}",
+        f" | {info['cpu_count']} CPUs | {mode.name} mode, best of {mode.repeats} | {contention.describe()}",
         file=sys.stderr,
     )
-    suite.run()
+    with contention:
+        suite.run()
     total = time.perf_counter() - started
 
     ours_paths = sorted({str(w.ready["anyio_rsocket"]) for w in suite.workers.all() if w.impl == "ours"})
@@ -821,14 +1320,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"anyio_rsocket {info['packages']['anyio-rsocket']}"
         f" ({', '.join(f'{p} @ {r}' for p, r in info['anyio_rsocket_source'].items()) or '?'}) vs rsocket-py"
         f" {info['packages']['rsocket']}; Python {platform.python_version()}; {info.get('cpu_model', '?')},"
-        f" {info['cpu_count']} CPUs; {mode.name} mode, best of {mode.repeats}"
+        f" {info['cpu_count']} CPUs; {mode.name} mode, best of {mode.repeats}; {contention.describe()}"
     )
-    for transport in mode.transports:
-        for layout in mode.layouts:
+    for transport in suite.transports():
+        for layout in suite.layouts(transport):
             if not suite.rows(transport, layout):
                 continue  # e.g. --only pool_scaling
             print(f"\n{TRANSPORTS[transport]}, {LAYOUTS[layout]}:\n")
             print(suite.table(transport, layout, args.markdown))
+    for layout in suite.layouts("tcp"):
+        if suite.limit_rows(layout):
+            print(
+                f"\nTCP, {LAYOUTS[layout]}: sequential request-response against the raw one-in-flight limit"
+                " (one task: send, then receive the echo; no reader task; the event loop's own streams):\n"
+            )
+            print(suite.limit_table(layout, args.markdown))
+    for layout in suite.layouts("tcp"):
+        if suite.grpc_rows(layout):
+            print(
+                f"\nTCP, {LAYOUTS[layout]}: anyio_rsocket vs gRPC (grpcio {info['packages']['grpcio']},"
+                " asyncio API, generic handlers, bytes messages; gRPC runs on asyncio only):\n"
+            )
+            print(suite.grpc_table(layout, args.markdown))
     if suite.pool_rows():
         print(
             f"\nTCP, one client process (connect_pool, {RR_CONCURRENCY} concurrent callers) against 1 and 2"
@@ -850,6 +1363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\nTargets (TCP, one process, {backend}{note}):")
             for result in results:
                 print(f"  [{'met' if result['met'] else 'NOT met'}] {result['target']}: {result['value']}")
+    issue_targets = evaluate_issue_targets(suite)
+    print_issue_targets(issue_targets, mode)
 
     if args.json:
         document = {
@@ -864,16 +1379,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "transports": mode.transports,
                 "layouts": mode.layouts,
                 "backends": mode.backends,
+                "extras": mode.extras,
+                "contention_processes": contention.count,
                 "rr_concurrency": RR_CONCURRENCY,
                 "stream_credit": STREAM_CREDIT,
                 "channel_window": CHANNEL_WINDOW,
                 "counts": {key: mode.n(BENCH_BY_KEY[key]) for key in mode.benches},
             },
             "pool_rows": [{k: v for k, v in row.items() if k != "cells"} for row in suite.pool_rows()],
+            "limit_rows": [
+                {k: v for k, v in row.items() if k != "cells"}
+                for layout in suite.layouts("tcp")
+                for row in suite.limit_rows(layout)
+            ],
+            "grpc_rows": [
+                {k: v for k, v in row.items() if k != "cells"}
+                for layout in suite.layouts("tcp")
+                for row in suite.grpc_rows(layout)
+            ],
             "rows": [
                 {k: v for k, v in row.items() if k != "cells"}
-                for transport in mode.transports
-                for layout in mode.layouts
+                for transport in suite.transports()
+                for layout in suite.layouts(transport)
                 for row in suite.rows(transport, layout)
             ],
             "cells": [
@@ -892,6 +1419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for c in suite.cells.values()
             ],
             "targets": targets,
+            "issue_targets": issue_targets,
             "total_seconds": total,
         }
         with open(args.json, "w", encoding="utf-8") as out:

@@ -100,7 +100,13 @@ def _load(impl: str) -> Any:
         # rsocket-py warns "Dropping frame from unknown stream" when a REQUEST_N refill crosses the
         # stream's final frame (harmless); keep its errors visible, drop the noise.
         logging.getLogger("pyrsocket").setLevel(logging.ERROR)
-    modules = {"ours": "bench._ours", "theirs": "bench._theirs", "raw": "bench._raw"}
+    modules = {
+        "ours": "bench._ours",
+        "theirs": "bench._theirs",
+        "raw": "bench._raw",
+        "limit": "bench._limit",
+        "grpc": "bench._grpc",
+    }
     return importlib.import_module(modules[impl])
 
 
