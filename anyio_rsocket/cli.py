@@ -37,24 +37,38 @@ answers a request-response routed ``worker`` (``-r worker``) with ``worker K/N p
 echoing it, which shows which process served a connection. Resumable sessions (``--resume``) live
 in one worker: see ``docs/scaling.md``.
 
-Exit status: 0 success, 1 the peer answered with an error, 2 the connection failed, was refused, or
-was lost (and not resumed), no ``--target`` became available, or ``serve`` could not listen, 64 usage
-error (bad option or unreadable input), 124 ``--timeout`` expired, 130 interrupted (``serve
---workers``: 128 + the signal number for SIGINT and SIGTERM).
+``serve ws://host:port/path`` accepts WebSocket upgrades on ``/path`` only (``/`` without a path);
+``tcp://`` URLs take no path. ``--show-metadata`` (request, stream, channel) prints each answer as
+its metadata, then ``data: DATA``: one ``metadata: ...`` line (``metadata: none`` without
+metadata), or with composite metadata one ``metadata: MIME-TYPE: VALUE`` line per entry (routing
+tags, MIME types, authentication types and tracing ids decoded; credentials are not shown). Values
+print as UTF-8 text when they are printable, else as ``hex:`` and the bytes in hex. ``--version``
+prints the version.
+
+Exit status (also in ``--help``; :data:`EXIT_STATUS_HELP`): 0 success, 1 the peer answered with an
+error, 2 a connection problem (refused, unreachable, address in use, SETUP rejected, lost and not
+resumed, no ``--target`` available), 64 usage error (no traceback, a one-line message), 70 internal
+error (a bug: the traceback is printed), 124 ``--timeout`` expired, 130 interrupted (Ctrl-C);
+``serve --workers``: 128 + the signal number for SIGINT and SIGTERM, or the status of a worker that
+exited by itself.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
+import traceback
 import typing
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -90,6 +104,7 @@ EXIT_OK = 0
 EXIT_RSOCKET_ERROR = 1
 EXIT_CONNECTION_FAILED = 2
 EXIT_USAGE = 64
+EXIT_INTERNAL_ERROR = 70
 EXIT_TIMEOUT = 124
 EXIT_INTERRUPTED = 130
 
@@ -100,6 +115,24 @@ SESSION_COMMANDS = ("request", "stream", "channel")
 
 #: The backoff between dials with ``--reconnect``.
 RECONNECT_BACKOFF = Backoff(initial=0.1, maximum=30.0)
+
+
+#: The exit status table of ``--help`` (kept in step with :func:`main`).
+EXIT_STATUS_HELP = """\
+exit status:
+  0    success (also when whoever reads the output stops early, as `| head -1` does)
+  1    the peer answered with an error (ApplicationError, RejectedError, InvalidError,
+       CanceledError; a hint follows when the data MIME type looks wrong)
+  2    connection problem: could not connect, or serve could not listen (refused,
+       unreachable, unknown host, address in use), SETUP rejected, connection lost and
+       not resumed, --connect-timeout expired, no --target available
+  64   usage error: bad option, option value or URL, unreadable input, a payload too
+       large to send without --fragment-size
+  70   internal error (a bug: the traceback is printed; please report it)
+  124  --timeout expired
+  130  interrupted (Ctrl-C)
+  128+N  serve --workers stopped by signal N (130 SIGINT, 143 SIGTERM); when a worker
+       exits by itself the others are stopped and its status is the exit status"""
 
 
 class UsageError(Exception):
@@ -114,14 +147,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+def _version() -> str:
+    from . import __version__
+
+    return f"{PROG} {__version__}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser (one sub-command per interaction, plus ``serve``)."""
     parser = _Parser(
         prog=PROG,
         description="Send RSocket requests, or run a demo server.",
-        epilog="Exit status: 0 ok, 1 RSocket error, 2 connection failed, 64 usage, 124 timeout.",
+        epilog=EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    # Every sub-command's --help ends with the exit status table too.
+    shown: dict[str, Any] = {
+        "epilog": EXIT_STATUS_HELP,
+        "formatter_class": argparse.RawDescriptionHelpFormatter,
+    }
     helps = {
         "request": "request-response: print the answer",
         "stream": "request-stream: print each item as it arrives",
@@ -130,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         "push": "metadata-push (the metadata is --metadata, or the --route)",
     }
     for name in CLIENT_COMMANDS:
-        command = commands.add_parser(name, help=helps[name], description=helps[name])
+        command = commands.add_parser(name, help=helps[name], description=helps[name], **shown)
         url_help = "server URL: tcp://host:port (also tcps, ws, wss when available)"
         if name in SESSION_COMMANDS:
             command.add_argument("url", nargs="?", help=url_help + "; optional with --target")
@@ -156,6 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--setup-data", help="SETUP data: literal text, @file, or - for stdin")
         command.add_argument("--data-mime", default="application/octet-stream", help="data MIME type")
         command.add_argument("--metadata-mime", help="metadata MIME type (default: octet-stream/composite)")
+        if name in SESSION_COMMANDS:
+            command.add_argument(
+                "--show-metadata",
+                action="store_true",
+                help="print each answer's metadata before its data: 'metadata: ...' lines (composite "
+                "metadata one line per entry, 'metadata: MIME: VALUE', well-known entries decoded; "
+                "printable UTF-8 as text, else 'hex:' and hex), then 'data: ...'",
+            )
         if name in ("stream", "channel"):
             command.add_argument("--request-n", type=_positive_int, default=256, help="initial credit")
             command.add_argument("--take", type=_positive_int, help="cancel after this many items")
@@ -174,8 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
                 "in progress fails, so this helps only a request not yet sent; see --resume",
             )
         _add_common(command)
-    serve = commands.add_parser("serve", help="run a demo server", description="run a demo server")
-    serve.add_argument("url", help="address to listen on: tcp://host:port (port 0 picks one)")
+    serve = commands.add_parser("serve", help="run a demo server", description="run a demo server", **shown)
+    serve.add_argument(
+        "url",
+        help="address to listen on: tcp://host:port or ws://host:port/path (port 0 picks one; "
+        "WebSocket upgrades are accepted on /path only, / without one)",
+    )
     serve.add_argument(
         "--echo",
         action="store_true",
@@ -334,6 +392,8 @@ def plan_client(args: argparse.Namespace) -> ClientPlan:
         raise UsageError("the following arguments are required: url (or --target URL)")
     if pool_targets and getattr(args, "reconnect", False):
         raise UsageError("--reconnect cannot be combined with --target: the pool dials its targets again")
+    for url in targets:
+        check_url(url)
     auth: list[CompositeEntry] = []
     if args.auth_bearer is not None:
         auth.append(bearer(args.auth_bearer))
@@ -380,6 +440,7 @@ def plan_client(args: argparse.Namespace) -> ClientPlan:
     if args.connect_timeout is not None:
         connect_options["connect_timeout"] = args.connect_timeout
     resume = resume_option(args)
+    _check_client_options(args, setup_payload, metadata_mime_type, resume)
     if getattr(args, "reconnect", False):
         if resume is not None:
             raise UsageError("choose --resume (or --resume-duration) or --reconnect, not both")
@@ -408,10 +469,106 @@ def resume_option(args: argparse.Namespace) -> Resume | None:
     """The ``resume=`` value that ``--resume`` and ``--resume-duration`` ask for, if any."""
     duration: float | None = getattr(args, "resume_duration", None)
     if duration is not None:
-        return Resume(session_duration=duration)
+        with _option_error("--resume-duration", duration):
+            return Resume(session_duration=duration)
     if getattr(args, "resume", False):
         return Resume()
     return None
+
+
+#: The URL schemes ``serve`` listens on.
+SERVE_SCHEMES = ("tcp", "ws")
+
+
+def check_url(url: str, *, serving: bool = False) -> None:
+    """Refuse a URL the command cannot use, before any I/O (raises :class:`UsageError`).
+
+    Clients take ``tcp://host:port`` (also ``tcps``, and ``ws[s]://host[:port]/path`` when this
+    installation has WebSocket support); ``serve`` takes ``tcp://host:port`` and ``ws://host:port/path``
+    (the host and port may be left out: 127.0.0.1, and a free port).
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if serving:
+        schemes: tuple[str, ...] = SERVE_SCHEMES
+        if scheme not in schemes:
+            raise UsageError(f"serve supports tcp:// and ws:// URLs, not {url!r}")
+    else:
+        schemes = getattr(_url_module(), "SCHEMES", ("tcp",))
+        if scheme not in schemes:
+            if schemes == ("tcp",) and scheme:
+                raise UsageError(f"unsupported URL {url!r}: this installation speaks tcp:// only")
+            raise UsageError(f"unsupported URL scheme in {url!r}; use one of {', '.join(schemes)}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise UsageError(f"invalid port in {url!r}") from None
+    if parts.query or parts.fragment:
+        raise UsageError(f"URLs take no query or fragment: {url!r}")
+    if scheme in ("tcp", "tcps"):
+        if parts.path not in ("", "/"):
+            raise UsageError(f"{scheme}:// URLs take no path: {url!r}")
+        if not serving and (not parts.hostname or port is None):
+            raise UsageError(f"{scheme}:// URLs need a host and a port: {url!r}")
+    elif not serving and not parts.hostname:
+        raise UsageError(f"{scheme}:// URLs need a host: {url!r}")
+
+
+class _option_error:
+    """Turn the ``ValueError`` or ``TypeError`` with which the library refuses an option's value into a
+    :class:`UsageError` naming the option: ``with _option_error("--fragment-size", 10): ...``."""
+
+    def __init__(self, flag: str, value: object) -> None:
+        self.flag = flag
+        self.value = value
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
+        if isinstance(error, ValueError | TypeError):
+            value = f"{self.value:g}" if isinstance(self.value, float) else str(self.value)
+            raise UsageError(f"{self.flag} {value}: {error}") from None
+
+
+def check_fragment_size(fragment_size: int | None) -> None:
+    """Refuse a ``--fragment-size`` the library refuses (checked by :class:`PeerOptions`)."""
+    from .peer.settings import PeerOptions
+
+    if fragment_size is not None:
+        with _option_error("--fragment-size", fragment_size):
+            PeerOptions(fragment_size=fragment_size)
+
+
+def _check_client_options(
+    args: argparse.Namespace, setup_payload: Payload | None, metadata_mime_type: str, resume: Resume | None
+) -> None:
+    """Refuse, before connecting, the option values the library would refuse once connected: the
+    fragment size, the MIME types and anything else SETUP cannot carry."""
+    from .peer.setup_info import SetupInfo
+    from .wire.errors import FrameTooLargeError
+    from .wire.frames import encode_frame
+
+    check_fragment_size(args.fragment_size)
+    octet_stream = "application/octet-stream"
+    with _option_error("--data-mime", args.data_mime):
+        encode_frame(SetupInfo(args.data_mime, octet_stream, 1.0, 1.0).to_frame())
+    with _option_error("--metadata-mime", metadata_mime_type):
+        encode_frame(SetupInfo(octet_stream, metadata_mime_type, 1.0, 1.0).to_frame())
+    setup = SetupInfo(
+        data_mime_type=args.data_mime,
+        metadata_mime_type=metadata_mime_type,
+        keepalive_interval=20.0,
+        max_lifetime=90.0,
+        payload=setup_payload,
+        resume_token=None if resume is None else resume.token,
+    )
+    try:
+        encode_frame(setup.to_frame())
+    except FrameTooLargeError as exc:
+        raise UsageError(f"the SETUP frame is too large (--setup-data, --auth-*): {exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"SETUP cannot carry these options: {exc}") from None
 
 
 # --- connecting -------------------------------------------------------------------------------------
@@ -474,12 +631,12 @@ def _connection_options(plan: ClientPlan) -> dict[str, Any]:
     }
 
 
-def open_connection(plan: ClientPlan, debug: bool) -> AbstractAsyncContextManager[RSocket]:
-    """Connect as ``plan`` says; ``debug`` traces frames to stderr (tcp:// only)."""
+def open_connection(plan: ClientPlan) -> AbstractAsyncContextManager[RSocket]:
+    """Connect as ``plan`` says (``--debug`` traces through :func:`frame_trace`, for every scheme)."""
     options = _connection_options(plan)
     scheme = urlsplit(plan.url).scheme.lower()
     if scheme == "tcp":
-        return _connect_tcp(plan.url, options, debug)
+        return _connect_tcp(plan.url, options)
     url_module = _url_module()
     if url_module is None:
         raise UsageError(f"unsupported URL {plan.url!r}: this installation speaks tcp:// only")
@@ -492,18 +649,15 @@ def open_connection(plan: ClientPlan, debug: bool) -> AbstractAsyncContextManage
     for option, flag in (("resume", "--resume"), ("reconnect", "--reconnect")):
         if option in options and not _accepts(connect, option):
             raise UsageError(f"{flag} is not supported yet for {scheme}:// URLs")
-    if debug:
-        _emit_stderr(f"{PROG}: --debug frame tracing covers tcp:// URLs only")
     context: AbstractAsyncContextManager[RSocket] = connect(plan.url, **options)
     return context
 
 
 @asynccontextmanager
-async def _connect_tcp(url: str, options: dict[str, Any], debug: bool) -> AsyncIterator[RSocket]:
+async def _connect_tcp(url: str, options: dict[str, Any]) -> AsyncIterator[RSocket]:
     from .peer.client import closing_unless_entered, open_client, open_tcp_transport, remaining_time
     from .peer.options import DEFAULT_CONNECT_TIMEOUT
     from .transports.base import Transport
-    from .transports.tracing import TracingTransport
 
     if "fragment_size" in options and not _accepts(open_client, "fragment_size"):
         raise UsageError("--fragment-size is not supported yet")
@@ -512,9 +666,9 @@ async def _connect_tcp(url: str, options: dict[str, Any], debug: bool) -> AsyncI
     deadline = anyio.current_time() + connect_timeout
 
     async def dial() -> Transport:
-        """A new TCP connection (traced with --debug): the first one, and each one after a loss."""
+        """A new TCP connection: the first one, and each one after a loss."""
         transport: Transport = await open_tcp_transport(host, port, connect_timeout=connect_timeout)
-        return TracingTransport(transport, _emit_stderr) if debug else transport
+        return transport
 
     transport = await dial()
     options = {**options, "connect_timeout": remaining_time(deadline)}
@@ -526,7 +680,7 @@ async def _connect_tcp(url: str, options: dict[str, Any], debug: bool) -> AsyncI
 
 
 @asynccontextmanager
-async def open_pool(plan: ClientPlan, debug: bool) -> AsyncIterator[Pool]:
+async def open_pool(plan: ClientPlan) -> AsyncIterator[Pool]:
     """A pool over ``plan.targets`` (``--target``), once one target is available.
 
     Waits up to the connect timeout (``--connect-timeout``, default 10 s) for an available target;
@@ -540,8 +694,6 @@ async def open_pool(plan: ClientPlan, debug: bool) -> AsyncIterator[Pool]:
     for url in plan.targets:
         if urlsplit(url).scheme.lower() not in schemes:
             raise UsageError(f"unsupported URL scheme in {url!r}; use one of {', '.join(schemes)}")
-    if debug:
-        _emit_stderr(f"{PROG}: --debug frame tracing covers a single tcp:// URL, not --target pools")
     options = _connection_options(plan)
     connect_timeout: float = options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
     deadline = anyio.current_time() + connect_timeout
@@ -568,13 +720,114 @@ def _print_item(payload: Payload) -> None:
     out.flush()
 
 
+def _shown_bytes(value: bytes) -> str:
+    """Metadata bytes for a person: the UTF-8 text when it is printable, else ``hex:`` and hex."""
+    if not value:
+        return "(empty)"
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and text.isprintable():
+        return text
+    return "hex:" + value.hex()
+
+
+def _shown_entry(entry: CompositeEntry) -> str:
+    """A composite metadata entry's value, decoded when its MIME type is a well-known extension."""
+    from .extensions import (
+        MESSAGE_ACCEPT_MIME_TYPES,
+        MESSAGE_AUTHENTICATION,
+        MESSAGE_MIME_TYPE,
+        MESSAGE_TRACING_ZIPKIN,
+        SimpleAuthentication,
+        decode_accept_mime_types,
+        decode_authentication,
+        decode_data_mime_type,
+        decode_routing,
+        decode_tracing,
+    )
+
+    content = entry.content
+    try:
+        if entry.mime_type == MESSAGE_ROUTING:
+            return ", ".join(decode_routing(content))
+        if entry.mime_type == MESSAGE_MIME_TYPE:
+            return str(decode_data_mime_type(content))
+        if entry.mime_type == MESSAGE_ACCEPT_MIME_TYPES:
+            return ", ".join(str(mime_type) for mime_type in decode_accept_mime_types(content))
+        if entry.mime_type == MESSAGE_AUTHENTICATION:
+            auth = decode_authentication(content)
+            user = f" {auth.username}" if isinstance(auth, SimpleAuthentication) else ""
+            return f"{auth.auth_type}{user} (credentials not shown)"
+        if entry.mime_type == MESSAGE_TRACING_ZIPKIN:
+            trace = decode_tracing(content)
+            ids = [
+                f"{name}={value:x}"
+                for name, value in (
+                    ("trace", trace.trace_id),
+                    ("span", trace.span_id),
+                    ("parent", trace.parent_span_id),
+                )
+                if value is not None
+            ]
+            return " ".join([*ids, f"sampling={trace.sampling.name.lower()}"])
+    except ValueError:
+        return f"{_shown_bytes(content)} (malformed)"
+    return _shown_bytes(content)
+
+
+def describe_metadata(metadata: bytes | None, metadata_mime_type: str) -> list[str]:
+    """The lines ``--show-metadata`` prints for an answer's metadata (without the ``metadata: ``).
+
+    Composite metadata gives one ``MIME-TYPE: VALUE`` line per entry, bare routing metadata its tags,
+    anything else the bytes (see :func:`_shown_bytes`); ``none`` when the answer has no metadata.
+    """
+    from .extensions import CompositeMetadata, decode_routing
+
+    if metadata is None:
+        return ["none"]
+    if metadata and metadata_mime_type == MESSAGE_COMPOSITE_METADATA:
+        try:
+            entries = CompositeMetadata.decode(metadata)
+        except ValueError as exc:
+            return [f"{_shown_bytes(metadata)} (not valid composite metadata: {exc})"]
+        lines = []
+        for entry in entries:
+            mime_type = entry.mime_type
+            name = mime_type if isinstance(mime_type, str) else f"well-known MIME id 0x{mime_type:02X}"
+            lines.append(f"{name}: {_shown_entry(entry)}")
+        return lines or ["(empty composite metadata)"]
+    if metadata and metadata_mime_type == MESSAGE_ROUTING:
+        try:
+            return [", ".join(decode_routing(metadata))]
+        except ValueError:
+            return [f"{_shown_bytes(metadata)} (not valid routing metadata)"]
+    return [_shown_bytes(metadata)]
+
+
+def _answer_printer(args: argparse.Namespace, plan: ClientPlan) -> Callable[[Payload], None]:
+    """How answers are printed: the data alone, or with ``--show-metadata`` the metadata lines first,
+    then ``data: DATA``."""
+    if not getattr(args, "show_metadata", False):
+        return _print_item
+
+    def show(payload: Payload) -> None:
+        lines = [f"metadata: {line}" for line in describe_metadata(payload.metadata, plan.metadata_mime_type)]
+        out = sys.stdout.buffer
+        out.write("".join(line + "\n" for line in lines).encode("utf-8") + b"data: " + payload.data + b"\n")
+        out.flush()
+
+    return show
+
+
 async def run_client(args: argparse.Namespace, plan: ClientPlan) -> int:
     """Run one client command as planned: over one connection, or a pool with ``--target``."""
     if plan.targets:
-        async with open_pool(plan, args.debug) as pool:
+        async with open_pool(plan) as pool:
             await _interact(pool, args, plan)
     else:
-        async with open_connection(plan, args.debug) as rsocket:
+        async with open_connection(plan) as rsocket:
             await _interact(rsocket, args, plan)
     return EXIT_OK
 
@@ -582,29 +835,36 @@ async def run_client(args: argparse.Namespace, plan: ClientPlan) -> int:
 async def _interact(rsocket: RSocket | Pool, args: argparse.Namespace, plan: ClientPlan) -> None:
     metadata = plan.request_metadata
     data = plan.data
+    show = _answer_printer(args, plan)
     if plan.command == "request":
-        _print_item(await rsocket.request_response(Payload(data or b"", metadata)))
+        show(await rsocket.request_response(Payload(data or b"", metadata)))
     elif plan.command == "fnf":
         await rsocket.fire_and_forget(Payload(data or b"", metadata))
     elif plan.command == "push":
         assert metadata is not None
         await rsocket.metadata_push(metadata)
     elif plan.command == "stream":
-        await _stream(rsocket, Payload(data or b"", metadata), args.request_n, args.take)
+        await _stream(rsocket, Payload(data or b"", metadata), args.request_n, args.take, show)
     else:
         lines = _lines_of(data) if data is not None else _stdin_lines()
-        await _channel(rsocket, lines, metadata, args.request_n, args.take)
+        await _channel(rsocket, lines, metadata, args.request_n, args.take, show)
 
 
 def _initial_n(request_n: int, take: int | None) -> int:
     return min(request_n, take) if take is not None else request_n
 
 
-async def _stream(rsocket: RSocket | Pool, payload: Payload, request_n: int, take: int | None) -> None:
+async def _stream(
+    rsocket: RSocket | Pool,
+    payload: Payload,
+    request_n: int,
+    take: int | None,
+    show: Callable[[Payload], None] = _print_item,
+) -> None:
     count = 0
     async with rsocket.request_stream(payload, initial_n=_initial_n(request_n, take)) as stream:
         async for item in stream:
-            _print_item(item)
+            show(item)
             count += 1
             if take is not None and count >= take:
                 break
@@ -616,6 +876,7 @@ async def _channel(
     metadata: bytes | None,
     request_n: int,
     take: int | None,
+    show: Callable[[Payload], None] = _print_item,
 ) -> None:
     first = await anext(lines, None)
     initial_n = _initial_n(request_n, take)
@@ -635,7 +896,7 @@ async def _channel(
                 task_group.start_soon(send_rest)
             count = 0
             async for item in channel:
-                _print_item(item)
+                show(item)
                 count += 1
                 if take is not None and count >= take:
                     break
@@ -716,6 +977,8 @@ async def run_server(args: argparse.Namespace) -> int:
     """Serve until interrupted, printing ``listening on URL`` once ready (``--workers``: supervise)."""
     if not args.echo:
         raise UsageError("choose what the server does: --echo")
+    check_url(args.url, serving=True)
+    check_fragment_size(args.fragment_size)
     if args.workers > 1 and args.as_worker is None:
         return await run_workers(args)
     parts = urlsplit(args.url)
@@ -740,17 +1003,15 @@ async def run_server(args: argparse.Namespace) -> int:
     if scheme == "tcp":
         from .peer.server import serve_tcp
 
-        # Options are checked against serve_tcp, whose options the traced variant passes on.
-        checked = serve_tcp
-        serve = _serve_tcp_traced if args.debug else serve_tcp
+        checked = serve = serve_tcp
     elif scheme == "ws":
         try:
             from .peer.websocket import serve_websocket
         except ImportError:
             raise UsageError("this installation serves tcp:// only") from None
-        checked = serve = serve_websocket
-        if args.debug:
-            _emit_stderr(f"{PROG}: --debug frame tracing covers tcp:// only")
+        checked = serve_websocket
+        # Upgrades are accepted on the URL's path only (others get 404), "/" when it has none.
+        serve = functools.partial(serve_websocket, path=parts.path or "/")
     else:
         raise UsageError(f"serve supports tcp:// and ws:// URLs, not {args.url!r}")
     if "fragment_size" in options and not _accepts(checked, "fragment_size"):
@@ -775,7 +1036,8 @@ async def run_server(args: argparse.Namespace) -> int:
         except OSError as exc:  # the listener could not bind (in use, not allowed, no SO_REUSEPORT)
             raise _CannotListen(f"cannot listen on {args.url}: {exc}") from None
         shown_host = f"[{host}]" if ":" in host else host
-        _print_item(Payload(f"listening on {scheme}://{shown_host}:{bound}".encode()))
+        path = parts.path if parts.path not in ("", "/") else ""
+        _print_item(Payload(f"listening on {scheme}://{shown_host}:{bound}{path}".encode()))
         if args.as_worker is not None:
             await _until_stdin_closes()  # the parent is gone (or stopped us): no orphan is left
             task_group.cancel_scope.cancel()
@@ -911,7 +1173,7 @@ async def _start_and_supervise(
     if banner is None:
         return
     shown_host = f"[{host}]" if ":" in host else host
-    url = args.url if port else f"{scheme}://{shown_host}:{banner.rpartition(':')[2]}{path}"
+    url = args.url if port else f"{scheme}://{shown_host}:{_banner_port(banner)}{path}"
     async with anyio.create_task_group() as starting:
         for index in range(2, args.workers + 1):
             starting.start_soon(start, index, url)
@@ -921,6 +1183,11 @@ async def _start_and_supervise(
     async with anyio.create_task_group() as task_group:
         for worker in run.workers:
             task_group.start_soon(_supervise, worker, run)
+
+
+def _banner_port(banner: str) -> int | None:
+    """The port of a ``listening on URL`` line (the URL may end with a path)."""
+    return urlsplit(banner.strip().rpartition(" ")[2]).port
 
 
 def _signals_supported() -> bool:
@@ -971,35 +1238,6 @@ async def _stop_workers(workers: list[_Worker], signum: int) -> None:
         await worker.process.aclose()
 
 
-async def _serve_tcp_traced(
-    handler_factory: Callable[[RSocket], RequestHandler],
-    host: str,
-    port: int,
-    *,
-    task_status: anyio.abc.TaskStatus[int],
-    **options: Any,
-) -> None:
-    """``serve_tcp`` with every connection's frames traced to stderr (``serve --debug``)."""
-    from .peer.options import ServerOptions
-    from .peer.server import registry_for, serve_connection
-    from .transports.tcp import ByteStreamTransport
-    from .transports.tracing import TracingTransport
-
-    # One registry for every connection, so that a RESUME finds its session (serve_tcp does the same).
-    sessions = registry_for(typing.cast("ServerOptions", options))
-    from .peer.listener import create_listener
-
-    listener = await create_listener(host, port, reuse_port=options.get("reuse_port", False))
-    async with listener:
-        task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
-
-        async def handle(stream: anyio.abc.SocketStream) -> None:
-            transport = TracingTransport(ByteStreamTransport(stream), _emit_stderr)
-            await serve_connection(transport, handler_factory, sessions=sessions, **options)
-
-        await listener.serve(handle)
-
-
 # --- entry point ------------------------------------------------------------------------------------
 
 
@@ -1011,7 +1249,45 @@ def _describe(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
+class _StderrHandler(logging.Handler):
+    """Log records as bare lines on the current ``sys.stderr`` (``--debug`` frame traces)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            _emit_stderr(record.getMessage())
+        except Exception:
+            self.handleError(record)
+
+
+@contextmanager
+def frame_trace(debug: bool) -> Iterator[None]:
+    """With ``debug`` (``--debug``): every frame of every connection opened or served meanwhile, tcp,
+    tcps, ws, wss and pool targets alike, one line on stderr (through the ``anyio_rsocket.frames``
+    logger, which the library consults when a connection starts)."""
+    if not debug:
+        yield
+        return
+    from .transports.tracing import logger
+
+    handler = _StderrHandler(logging.DEBUG)
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
 async def _run(args: argparse.Namespace, plan: ClientPlan | None) -> int:
+    with frame_trace(args.debug):
+        return await _run_traced(args, plan)
+
+
+async def _run_traced(args: argparse.Namespace, plan: ClientPlan | None) -> int:
     if plan is None:
         return await run_server(args)
     if args.timeout is None:
@@ -1020,8 +1296,69 @@ async def _run(args: argparse.Namespace, plan: ClientPlan | None) -> int:
         return await run_client(args, plan)
 
 
+_ENCODE_FAILED = re.compile(r"cannot encode the response as (\S+):")
+_DECODE_FAILED = re.compile(r"cannot decode the (\S+) data:")
+
+
+def data_mime_hint(error: BaseException) -> str | None:
+    """What to change when the peer could not encode its answer, or decode our data, in the data MIME
+    type (the errors of ``Router`` handlers); ``None`` for other errors."""
+    if not isinstance(error, RSocketError):
+        return None
+    json = "application/json"
+    if match := _ENCODE_FAILED.search(error.message):
+        mime_type = match[1]
+        if mime_type != json:
+            return f"the server's data is not {mime_type}; try --data-mime {json}"
+        return f"the server's data cannot be sent as {json}; try another --data-mime (text/plain?)"
+    if match := _DECODE_FAILED.search(error.message):
+        mime_type = match[1]
+        if mime_type != json:
+            return (
+                f"the server expects other data than {mime_type}; try --data-mime {json} "
+                "with JSON --data (-d 42, -d '\"text\"', -d '{\"id\": 7}')"
+            )
+        return f"--data is not the {json} the server expects (-d 42, -d '\"text\"', -d '{{\"id\": 7}}')"
+    return None
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
+
+
+def _classify(error: BaseException, args: argparse.Namespace) -> tuple[int, BaseException | None]:
+    """The exit status for ``error`` and what to report (``None``: nothing, or the traceback)."""
+    from .protocol.errors import ConnectionClosingError, ConnectionEndedError, InvalidArgumentError
+    from .wire.errors import FrameTooLargeError
+
+    if isinstance(error, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, None
+    if isinstance(error, BrokenPipeError):
+        return EXIT_OK, None  # our reader went away (e.g. `| head -1`)
+    if isinstance(error, UsageError):
+        return EXIT_USAGE, error
+    if isinstance(error, FrameTooLargeError):  # ours: too large to send (a peer's is a lost connection)
+        hint = "" if args.fragment_size else "; try --fragment-size 65536"
+        return EXIT_USAGE, UsageError(f"{error.message}{hint}")
+    if isinstance(error, InvalidArgumentError):
+        return EXIT_USAGE, UsageError(str(error))
+    if isinstance(error, ConnectionClosedError | ConnectionEndedError | ConnectionClosingError):
+        return EXIT_CONNECTION_FAILED, error
+    if isinstance(error, RSocketError):
+        return EXIT_RSOCKET_ERROR, error
+    if isinstance(error, TimeoutError) and args.timeout is not None:
+        return EXIT_TIMEOUT, TimeoutError(f"no result within {args.timeout:g} s")
+    return EXIT_INTERNAL_ERROR, None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (see the module docstring)."""
+    """Run the command line; returns the exit status (see :data:`EXIT_STATUS_HELP`).
+
+    Errors are reported on one line of stderr, without a traceback, except an internal error (a bug,
+    status 70), whose traceback is printed.
+    """
     args = build_parser().parse_args(argv)
     try:
         plan = None if args.command == "serve" else plan_client(args)
@@ -1029,24 +1366,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BaseException as caught:
-        error = caught
-        if isinstance(caught, BaseExceptionGroup):
-            error = single_exception(caught) or caught
-        if isinstance(error, UsageError):
-            status = EXIT_USAGE
-        elif isinstance(error, ConnectionClosedError):
-            status = EXIT_CONNECTION_FAILED
-        elif isinstance(error, RSocketError):
-            status = EXIT_RSOCKET_ERROR
-        elif isinstance(error, TimeoutError):
-            status, error = EXIT_TIMEOUT, TimeoutError(f"no result within {args.timeout:g} s")
-        elif isinstance(error, KeyboardInterrupt):
+        # A lone exception inside groups stands for itself; of several, the first the table knows.
+        leaves = _leaves(caught)
+        single = single_exception(caught) if isinstance(caught, BaseExceptionGroup) else caught
+        candidates = [single] if single is not None else leaves
+        if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
             return EXIT_INTERRUPTED
-        elif isinstance(error, BrokenPipeError):
-            return EXIT_OK  # our reader went away (e.g. `| head -1`)
-        else:
-            raise
-        _emit_stderr(f"{PROG}: {_describe(error)}")
+        for candidate in candidates:
+            status, report = _classify(candidate, args)
+            if status != EXIT_INTERNAL_ERROR:
+                break
+        if status == EXIT_INTERNAL_ERROR:
+            if isinstance(caught, SystemExit | GeneratorExit):
+                raise
+            traceback.print_exception(caught)
+            _emit_stderr(f"{PROG}: internal error (a bug; please report it with the traceback above)")
+            return EXIT_INTERNAL_ERROR
+        if report is not None:
+            _emit_stderr(f"{PROG}: {_describe(report)}")
+            hint = data_mime_hint(report)
+            if hint is not None:
+                _emit_stderr(f"{PROG}: hint: {hint}")
         return status
 
 

@@ -195,10 +195,16 @@ class RoutedRequester:
     async def retrieve(self, data: Any, into: type[T]) -> T: ...
 
     @overload
+    async def retrieve(self, data: Any = ..., *, into: type[T]) -> T: ...
+
+    @overload
     async def retrieve(self, data: Any = ..., into: Any = ...) -> Any: ...
 
     async def retrieve(self, data: Any = b"", into: Any = object) -> Any:
-        """Request-response, with the answer decoded into ``into``."""
+        """Request-response, with the answer decoded into ``into``.
+
+        ``await users.retrieve(into=User)`` and ``await users.retrieve({"id": 7}, User)`` are typed
+        ``User`` (``into=list[User]``: ``list[User]``); without ``into`` the answer is ``Any``."""
         return self.decode(await self.request_response(data), into)
 
     async def fire_and_forget(self, data: Any = b"") -> None:

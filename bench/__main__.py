@@ -1,4 +1,7 @@
-"""``python -m bench``: the whole suite (see bench/README.md); ``--quick`` and ``--smoke`` trim it."""
+"""``python -m bench``: the whole suite (see bench/README.md); ``--quick`` and ``--smoke`` trim it.
+
+``--quick`` takes about 25 s on a 2-core VM (24.0 s measured; it prints its total at the end).
+"""
 
 import sys
 

@@ -1203,7 +1203,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     modes = parser.add_mutually_exclusive_group()
     modes.add_argument(
-        "--quick", action="store_true", help="TCP, one process, asyncio + trio, 1 run (< 1 min)"
+        "--quick", action="store_true", help="TCP, one process, asyncio + trio, 1 run (about 25 s on 2 cores)"
     )
     modes.add_argument("--smoke", action="store_true", help="a few seconds: keeps the scripts from rotting")
     parser.add_argument("--transport", action="append", choices=tuple(TRANSPORTS), help="(repeatable)")

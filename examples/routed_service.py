@@ -100,7 +100,9 @@ async def main() -> None:
             setup_payload=Payload(b"", composite(bearer("token-ada"))),
         ) as rs:
             print("whoami:", await route_requester(rs, "whoami").retrieve())
-            print("users.1:", await route_requester(rs, "users.1").retrieve(into=User))
+            # retrieve(into=User) decodes the JSON answer into a User, and type checkers know it is one.
+            user: User = await route_requester(rs, "users.1").retrieve(into=User)
+            print("users.1:", user, "- name:", user.name)
 
             async with route_requester(rs, "users.list").request_stream({"name": "b"}) as stream:
                 async for item in stream:
