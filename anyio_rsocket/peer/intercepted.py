@@ -96,18 +96,27 @@ async def fire_and_forget(link: StreamLink, hooks: Hooks, payload: Payload) -> N
         await link.wait_writable()
 
 
-class _Intercepted:
-    """Mixin for the requester's stream objects: interceptors around the whole block."""
+class _Intercepted(RequestStream):
+    """The requester's stream objects with interceptors around the whole block, seeing every item."""
 
     _interceptors: tuple[Interceptor, ...]
     _interaction: Interaction
     _stack: AsyncExitStack | None
 
-    def _intercept(self, hooks: Hooks, kind: InteractionKind, payload: Payload) -> Payload:
+    def _intercept(self, hooks: Hooks, kind: InteractionKind, payload: Payload) -> None:
         self._interceptors = hooks.interceptors
         self._interaction = requester_interaction(hooks, kind, payload)
+        self._payload = self._interaction.payload
         self._stack = None
-        return self._interaction.payload
+
+    async def _start(self) -> None:
+        if self._started:
+            return
+        if self._stack is None:
+            await self._enter_interceptors()
+            self._payload = self._interaction.payload
+        await super()._start()
+        self._interaction.stream_id = self.stream_id
 
     async def _enter_interceptors(self) -> None:
         stack = AsyncExitStack()
@@ -120,6 +129,31 @@ class _Intercepted:
             await stack.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         self._stack = stack
+
+    async def receive(self) -> Payload:
+        item = await super().receive()
+        interaction = self._interaction
+        interaction.items_received += 1
+        for interceptor in self._interceptors:
+            interceptor.on_item(interaction, item, outbound=False)
+        return item
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        abandoned = self._started and not self._finished
+        try:
+            await super().__aexit__(exc_type, exc_val, exc_tb)
+        finally:
+            await self._leave_interceptors(abandoned, self._error, exc_type, exc_val, exc_tb)
+
+    async def aclose(self) -> None:
+        abandoned = self._started and not self._finished
+        await super().aclose()
+        await self._leave_interceptors(abandoned, self._error)
 
     async def _leave_interceptors(
         self,
@@ -142,7 +176,7 @@ class _Intercepted:
         await stack.__aexit__(exc_type, exc, tb)
 
 
-class InterceptedRequestStream(_Intercepted, RequestStream):
+class InterceptedRequestStream(_Intercepted):
     """A request-stream whose interceptors wrap the block and see every item received."""
 
     def __init__(
@@ -154,41 +188,7 @@ class InterceptedRequestStream(_Intercepted, RequestStream):
         auto_request: bool = True,
     ) -> None:
         super().__init__(link, payload, initial_n, auto_request)
-        self._payload = self._intercept(hooks, InteractionKind.REQUEST_STREAM, payload)
-
-    async def _start(self) -> None:
-        if self._started:
-            return
-        if self._stack is None:
-            await self._enter_interceptors()
-            self._payload = self._interaction.payload
-        await super()._start()
-        self._interaction.stream_id = self.stream_id
-
-    async def receive(self) -> Payload:
-        item = await super().receive()
-        interaction = self._interaction
-        interaction.items_received += 1
-        for interceptor in self._interceptors:
-            interceptor.on_item(interaction, item, outbound=False)
-        return item
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        abandoned = self._started and not self._finished
-        try:
-            await super().__aexit__(exc_type, exc_val, exc_tb)
-        finally:
-            await self._leave_interceptors(abandoned, self._error, exc_type, exc_val, exc_tb)
-
-    async def aclose(self) -> None:
-        abandoned = self._started and not self._finished
-        await super().aclose()
-        await self._leave_interceptors(abandoned, self._error)
+        self._intercept(hooks, InteractionKind.REQUEST_STREAM, payload)
 
 
 class InterceptedRequestChannel(_Intercepted, RequestChannel):
@@ -204,25 +204,8 @@ class InterceptedRequestChannel(_Intercepted, RequestChannel):
         complete: bool = False,
         outbound: AsyncIterable[Payload] | None = None,
     ) -> None:
-        super().__init__(link, payload, initial_n, auto_request, complete, outbound)
-        self._payload = self._intercept(hooks, InteractionKind.REQUEST_CHANNEL, payload)
-
-    async def _start(self) -> None:
-        if self._started:
-            return
-        if self._stack is None:
-            await self._enter_interceptors()
-            self._payload = self._interaction.payload
-        await super()._start()
-        self._interaction.stream_id = self.stream_id
-
-    async def receive(self) -> Payload:
-        item = await super().receive()
-        interaction = self._interaction
-        interaction.items_received += 1
-        for interceptor in self._interceptors:
-            interceptor.on_item(interaction, item, outbound=False)
-        return item
+        RequestChannel.__init__(self, link, payload, initial_n, auto_request, complete, outbound)
+        self._intercept(hooks, InteractionKind.REQUEST_CHANNEL, payload)
 
     async def send(self, item: Payload) -> None:
         await super().send(item)
@@ -230,23 +213,6 @@ class InterceptedRequestChannel(_Intercepted, RequestChannel):
         interaction.items_sent += 1
         for interceptor in self._interceptors:
             interceptor.on_item(interaction, item, outbound=True)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        abandoned = self._started and not self._finished
-        try:
-            await super().__aexit__(exc_type, exc_val, exc_tb)
-        finally:
-            await self._leave_interceptors(abandoned, self._error, exc_type, exc_val, exc_tb)
-
-    async def aclose(self) -> None:
-        abandoned = self._started and not self._finished
-        await super().aclose()
-        await self._leave_interceptors(abandoned, self._error)
 
 
 # --- responder side --------------------------------------------------------------------------------
