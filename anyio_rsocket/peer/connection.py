@@ -11,7 +11,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable
 
 import anyio
 
-from ..protocol import InteractionKind
+from ..protocol import InteractionKind, LocalProtocolError
 from ..routed import RoutedRequester, RouteOptions, route_requester
 from ..transports.base import Transport
 from ..wire.errors import ConnectionClosedError
@@ -21,6 +21,7 @@ from .driver import CLOSE_FLUSH_TIMEOUT, READER_PAUSE_BYTES, protocol_config
 from .handler import RequestHandler
 from .requester import DEFAULT_INITIAL_N, PendingResponse, RequestChannel, RequestStream
 from .session import ConnectionState, SessionDriver
+from .settings import WRITE_HIGH_WATER
 from .setup_info import SetupInfo
 from .stats import ConnectionStats
 
@@ -145,7 +146,25 @@ class RSocket(SessionDriver):
             return await intercepted.fire_and_forget(self, hooks, payload)
         if self._gated:
             await self.admit()
-        self.open_stream(None, _FNF, payload)
+            self.open_stream(None, _FNF, payload)
+            await self.wait_writable()
+            return
+        # open_stream and wait_writable's no-wait path, inlined: fire-and-forget is often sent in
+        # bursts, and a coroutine per call for wait_writable alone costs a few percent.
+        core = self._core
+        try:
+            core.fire_and_forget(payload)
+        except LocalProtocolError as exc:
+            raise self._local_error(exc) from None
+        wakeup = self._writer_wakeup
+        if wakeup is not None:
+            self._writer_wakeup = None
+            wakeup.set()
+        if core.bytes_to_send <= WRITE_HIGH_WATER and not core.store_full:
+            produced = self._produced = self._produced + 1
+            if not produced & 31:
+                await anyio.lowlevel.checkpoint_if_cancelled()
+            return
         await self.wait_writable()
 
     async def metadata_push(self, metadata: bytes) -> None:
