@@ -41,7 +41,30 @@ __all__ = [
 DEFAULT_DRAIN_TIMEOUT = 0.0
 
 
-class ClientOptions(TypedDict, total=False):
+class _SessionOptions(TypedDict, total=False):
+    """The options of one client connection that a pool's targets share too (see ClientOptions)."""
+
+    data_mime_type: str
+    metadata_mime_type: str
+    keepalive_interval: float
+    max_lifetime: float
+    setup_payload: Payload | None
+    handler: RequestHandler | Callable[[RSocket], RequestHandler] | None
+    confirm_setup: bool
+    lease: bool | LeaseStrategy
+    lease_wait: bool
+    fragment_size: int | None
+    max_reassembled_size: int
+    max_concurrent_requests: int
+    max_stream_id: int
+    connect_timeout: float
+    expose_errors: bool
+    resume: Resume | None
+    interceptors: Sequence[Interceptor]
+    deadlines: bool
+
+
+class ClientOptions(_SessionOptions, total=False):
     """Keyword options shared by every client entry point (``connect_tcp``, ``open_client``, ...).
 
     SETUP: ``data_mime_type`` and ``metadata_mime_type`` (default ``application/octet-stream``),
@@ -59,25 +82,7 @@ class ClientOptions(TypedDict, total=False):
     :class:`PeerOptions` fields.
     """
 
-    data_mime_type: str
-    metadata_mime_type: str
-    keepalive_interval: float
-    max_lifetime: float
-    setup_payload: Payload | None
-    handler: RequestHandler | Callable[[RSocket], RequestHandler] | None
-    confirm_setup: bool
-    lease: bool | LeaseStrategy
-    lease_wait: bool
-    fragment_size: int | None
-    max_reassembled_size: int
-    max_concurrent_requests: int
-    max_stream_id: int
-    connect_timeout: float
-    expose_errors: bool
-    resume: Resume | None
     reconnect: Backoff | None
-    interceptors: Sequence[Interceptor]
-    deadlines: bool
 
 
 class ConnectOptions(ClientOptions, total=False):
@@ -87,30 +92,12 @@ class ConnectOptions(ClientOptions, total=False):
     frame_timeout: float
 
 
-class TargetOptions(TypedDict, total=False):
+class TargetOptions(_SessionOptions, total=False):
     """The options :func:`~anyio_rsocket.connect_pool` passes to every target's connection: those of
     :class:`ConnectOptions` except ``reconnect`` (the pool re-dials its targets itself)."""
 
-    data_mime_type: str
-    metadata_mime_type: str
-    keepalive_interval: float
-    max_lifetime: float
-    setup_payload: Payload | None
-    handler: RequestHandler | Callable[[RSocket], RequestHandler] | None
-    confirm_setup: bool
-    lease: bool | LeaseStrategy
-    lease_wait: bool
-    fragment_size: int | None
-    max_reassembled_size: int
-    max_concurrent_requests: int
-    max_stream_id: int
-    connect_timeout: float
-    expose_errors: bool
-    resume: Resume | None
     max_frame_size: int
     frame_timeout: float
-    interceptors: Sequence[Interceptor]
-    deadlines: bool
 
 
 def split_connect_options(options: ConnectOptions) -> tuple[ClientOptions, int, float]:
