@@ -158,8 +158,7 @@ class RSocket(SessionDriver):
             raise self._local_error(exc) from None
         wakeup = self._writer_wakeup
         if wakeup is not None:
-            self._writer_wakeup = None
-            wakeup.set()
+            self._frames_ready(wakeup)
         if core.bytes_to_send <= WRITE_HIGH_WATER and not core.store_full:
             produced = self._produced = self._produced + 1
             if not produced & 31:

@@ -219,10 +219,9 @@ class CoreDriver(ConnectionTasks):
             raise self._local_error(exc) from None
         if owner is not None:
             self._streams[stream_id] = owner
-        wakeup = self._writer_wakeup  # _wake_writer, inlined (once per request)
+        wakeup = self._writer_wakeup  # the writer is idle (checked inline: once per request)
         if wakeup is not None:
-            self._writer_wakeup = None
-            wakeup.set()
+            self._frames_ready(wakeup)
         return stream_id
 
     def send_next(self, stream_id: int, payload: Payload) -> bool:
@@ -230,7 +229,7 @@ class CoreDriver(ConnectionTasks):
             sent = self._core_send_next(stream_id, payload)
         except LocalProtocolError as exc:
             raise self._local_error(exc) from None
-        wakeup = self._writer_wakeup
+        wakeup = self._writer_wakeup  # not written directly: a stream's items are batched
         if wakeup is not None:
             self._writer_wakeup = None
             wakeup.set()
@@ -261,8 +260,7 @@ class CoreDriver(ConnectionTasks):
                 self._handle_events(events)
         wakeup = self._writer_wakeup
         if wakeup is not None:
-            self._writer_wakeup = None
-            wakeup.set()
+            self._frames_ready(wakeup)
 
     def send_complete(self, stream_id: int) -> None:
         self._lenient(self._core.send_complete, stream_id)

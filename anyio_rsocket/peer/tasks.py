@@ -6,7 +6,10 @@ Three tasks run in the task group of the ``async with`` that opened the connecti
   the events (starts responder handlers, wakes requester objects, ends the connection). Whole
   PAYLOADs skip the events: the core calls the stream's sink directly;
 - the writer hands everything ``core.data_to_send()`` holds to the transport in one ``send``, so
-  frames that become ready together are written together;
+  frames that become ready together are written together. The first frames queued after each batch
+  received skip it when it is idle and the transport can write without an ``await``
+  (:meth:`ConnectionTasks._frames_ready`): a request or its answer then costs no switch to the
+  writer task, and everything queued after them still goes out in batches;
 - the timer sleeps until ``core.next_deadline()`` and runs ``core.handle_timer`` (K1 keepalives, K3
   silence, lease renewal, the end of a detached session).
 
@@ -125,7 +128,10 @@ class ConnectionTasks:
         self._streams: dict[int, StreamOwner] = {}  # the objects behind the core's live streams
         self._workers = WorkerPool(task_group)
         self._produced = 0  # frames queued by producers, for cheap periodic cancellation checks
+        #: Set while the writer waits for frames (it is idle); whoever queues frames wakes it.
         self._writer_wakeup: anyio.Event | None = None
+        #: Whether the next frames may be written by the task that queued them (_frames_ready).
+        self._direct_ready = True
         self._writable: anyio.Event | None = None
         self._lease_event: anyio.Event | None = None
         self._error: ConnectionClosedError | None = None
@@ -179,6 +185,35 @@ class ConnectionTasks:
             self._writer_wakeup = None
             wakeup.set()
 
+    def _frames_ready(self, wakeup: anyio.Event) -> None:
+        """Frames were queued while the writer waited on ``wakeup``: write them, or wake it.
+
+        Once per batch of frames received, the task that queued them writes them itself when the
+        transport can take bytes without an ``await``: answering a request, or sending the next one
+        after an answer, then needs no switch to the writer task (the sequential request-response
+        round trip has two fewer). Later frames wake the writer, which writes everything queued in
+        the meantime in one go, so a burst still costs one write and not one per frame. Nothing in
+        here waits, so a cancelled caller cannot leave a frame half written.
+        """
+        transport = self._transport
+        if self._direct_ready and transport.can_send_now:
+            self._direct_ready = False
+            core = self._core
+            size = core.bytes_to_send
+            batch = core.data_to_send()
+            if batch:
+                transport.send_now(batch)
+                self._frames_sent += len(batch)
+                self._bytes_sent += size
+                writable = self._writable
+                if writable is not None:
+                    self._writable = None
+                    writable.set()
+            if not transport.holds_unsent:
+                return
+        self._writer_wakeup = None
+        wakeup.set()
+
     async def _write_loop(self, transport: Transport) -> None:
         core = self._core
         self._writer_running = True
@@ -187,7 +222,7 @@ class ConnectionTasks:
                 while True:
                     size = core.bytes_to_send
                     batch = core.data_to_send()
-                    if not batch:
+                    if not batch and not transport.holds_unsent:
                         if self._error is not None:
                             break
                         event = self._writer_wakeup = anyio.Event()
@@ -206,6 +241,8 @@ class ConnectionTasks:
             logger.exception("writer failed")
             self._terminate(ConnectionClosedError(f"writer failed: {exc!r}"))
         finally:
+            if transport is self._transport:
+                self._writer_wakeup = None  # no longer idle: nothing may be written to this transport
             with anyio.move_on_after(CLOSE_FLUSH_TIMEOUT, shield=True):
                 await transport.aclose()
             if transport is self._transport:
@@ -216,15 +253,19 @@ class ConnectionTasks:
     async def _read_loop(self, transport: Transport, initial_frames: list[bytes] | None = None) -> None:
         core = self._core
         limit = self._options.max_concurrent_requests
+        consuming = False
         try:
             with self._reader_scope:
                 if initial_frames:
                     self._receive(initial_frames)
                 receive = transport.receive
+                consuming = transport.set_frame_consumer(self._consume_frames)
                 while self._error is None:
                     if core.bytes_to_send > READER_PAUSE_BYTES:
                         await self.wait_writable(READER_PAUSE_BYTES)
-                    self._receive(await receive())
+                    frames = await receive()
+                    if frames:
+                        self._receive(frames)
                     workers = self._workers
                     if workers.backlog:
                         await workers.relieve()
@@ -247,8 +288,38 @@ class ConnectionTasks:
         except Exception as exc:
             logger.exception("reader failed")
             self._protocol_violation(f"internal error while reading: {exc!r}", ProtocolError)
+        finally:
+            if consuming:
+                transport.set_frame_consumer(None)
+
+    def _consume_frames(self, frames: list[bytes]) -> None:
+        """Frames the transport handed over from its I/O callback while the reader waited.
+
+        Taking them there saves waking the reader task (a turn of the event loop per message).
+        Whatever the reader does after a batch beyond :meth:`_receive` (pausing for back-pressure,
+        relieving the worker backlog) is left to it: it is poked to look.
+        """
+        try:
+            self._receive(frames)
+        except Exception as exc:
+            logger.exception("reader failed")
+            self._protocol_violation(f"internal error while reading: {exc!r}", ProtocolError)
+            return
+        workers = self._workers
+        if (
+            workers.backlog
+            or self._congested_streams
+            or workers.active > self._options.max_concurrent_requests
+            or self._core.bytes_to_send > READER_PAUSE_BYTES
+        ):
+            self._transport.poke()
 
     def _receive(self, frames: list[bytes]) -> None:
+        # One frame in: its answer (or the next request) is written directly. Many frames in: their
+        # answers are better batched into one write (and one read on the other side).
+        # One frame in (a request, an answer): what it causes is written directly. Several: their
+        # answers are better batched into one write (and one read on the other side).
+        self._direct_ready = len(frames) == 1
         self._frames_received += len(frames)
         self._bytes_received += sum(map(len, frames))
         core = self._core

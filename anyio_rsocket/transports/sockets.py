@@ -24,6 +24,7 @@ import math
 import socket
 import ssl
 from collections import deque
+from collections.abc import Callable
 from types import ModuleType
 from typing import cast
 
@@ -82,6 +83,9 @@ class _BoundedReadProtocol(asyncio.Protocol):
         self.exception: Exception | None = None
         self.writing_paused = False
         self.read_waiter: asyncio.Future[None] | None = None
+        #: Takes data that arrives while ``receive()`` waits, from this callback; False declines it.
+        self.consumer: Callable[[bytes], bool] | None = None
+        self.poked = False  # the waiting receive() returns b"" once (AsyncioSocketStream.poke)
         self.drain_waiter: asyncio.Future[None] | None = None
         self.lost_waiter: asyncio.Future[None] | None = None
 
@@ -92,6 +96,9 @@ class _BoundedReadProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if type(data) is not bytes:  # some loops hand over a bytearray or memoryview
             data = bytes(data)
+        consumer = self.consumer
+        if consumer is not None and self.read_waiter is not None and not self.chunks and consumer(data):
+            return
         size = len(data)
         chunks = self.chunks
         if not chunks or size >= SMALL_CHUNK:
@@ -175,6 +182,9 @@ class AsyncioSocketStream(SocketStream):
             while not chunks or self._closed:
                 if self._closed:
                     raise anyio.ClosedResourceError
+                if protocol.poked:
+                    protocol.poked = False
+                    return b""
                 if protocol.exception is not None:
                     raise anyio.BrokenResourceError from protocol.exception
                 if protocol.at_eof or protocol.lost:
@@ -217,6 +227,42 @@ class AsyncioSocketStream(SocketStream):
             raise anyio.BrokenResourceError from exc
         if protocol.writing_paused:
             await self._drain()
+
+    def set_consumer(self, consumer: Callable[[bytes], bool] | None) -> None:
+        """Hand data arriving while ``receive()`` waits to ``consumer``, from the protocol callback
+        (no task switch); data it declines (returns False) is queued for ``receive()`` as usual.
+
+        Only data that finds nothing queued before it is offered, so the byte order holds.
+        """
+        self._protocol.consumer = consumer
+
+    def poke(self) -> None:
+        """Make a waiting (or the next) ``receive()`` return ``b""`` once: the consumer wants the
+        reading task to look at its state. ``b""`` never means end of stream here."""
+        protocol = self._protocol
+        protocol.poked = True
+        waiter = protocol.read_waiter
+        protocol.read_waiter = None
+        _wake(waiter)
+
+    def write_nowait(self, data: bytes) -> int:
+        """Hand ``data`` to the transport now, unless it is over its high water mark, closing or
+        broken (then 0, nothing written; ``send()`` waits or raises). Returns the bytes taken."""
+        protocol = self._protocol
+        if (
+            self._sending
+            or self._closed
+            or protocol.writing_paused
+            or protocol.lost
+            or protocol.exception is not None
+            or self._transport.is_closing()
+        ):
+            return 0
+        try:
+            self._transport.write(data)
+        except RuntimeError:
+            return 0
+        return len(data)
 
     def _check_writable(self) -> None:
         if self._closed:
@@ -268,6 +314,32 @@ class AsyncioSocketStream(SocketStream):
             transport.abort()
             _wake(protocol.read_waiter)
             _wake(protocol.drain_waiter)
+
+
+def nowait_writer(stream: ByteStream) -> Callable[[bytes], int] | None:
+    """A synchronous writer for ``stream``, when it has one: it writes what the socket takes at once
+    and returns how many bytes that was (0 when it takes nothing, or when the stream is broken: the
+    next ``send()`` reports that). ``None`` for streams that can only be written with an ``await``
+    (TLS, memory streams, AnyIO's own asyncio sockets, whose transport buffer must stay in order).
+
+    Callers use it only while no ``send()`` on the stream is in progress.
+    """
+    if isinstance(stream, AsyncioSocketStream):
+        return stream.write_nowait
+    if type(stream).__module__ == "anyio._backends._trio" and isinstance(stream, SocketStream):
+        # Trio keeps no send buffer of its own: a non-blocking send on the socket is exactly what
+        # its send_all() would do first, minus the scheduling point.
+        sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        send = sock.send
+
+        def write(data: bytes) -> int:
+            try:
+                return send(data)
+            except OSError:  # BlockingIOError (full), or a broken socket: send() will say which
+                return 0
+
+        return write
+    return None
 
 
 async def wrap_accepted_socket(sock: socket.socket) -> SocketStream:

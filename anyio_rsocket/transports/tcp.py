@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import anyio
 from anyio.abc import ByteStream
 
 from ..wire.errors import ConnectionClosedError, ProtocolError
 from ..wire.frames import MAX_FRAME_SIZE
-from ..wire.framing import FrameBuffer, prefix_frames
+from ..wire.framing import FrameBuffer, prefix_frames, split_whole_frames
 from .base import DEFAULT_FRAME_TIMEOUT, Transport
+from .sockets import AsyncioSocketStream, nowait_writer
 
 #: How much to read per receive call; large enough that a busy stream needs few reads.
 _READ_SIZE = 262144
+#: Reads up to this size that hold whole frames only go to a frame consumer straight from the
+#: I/O callback; larger ones (bulk data) take the reader's path, which batches them anyway.
+_CONSUME_LIMIT = 16384
 #: How long closing may take (flushing what is buffered, a TLS close_notify) before it is forced.
 _CLOSE_TIMEOUT = 2.0
 
@@ -52,6 +57,49 @@ class ByteStreamTransport(Transport):
         self._frame_timeout = frame_timeout
         self._frame_budget = frame_timeout  # waiting time left for the frame being received
         self._closed = False
+        self._write_nowait = nowait_writer(stream)
+        self.can_send_now = self._write_nowait is not None
+        self._unsent: bytes | None = None  # what send_now() could not write at once
+        self._consumer: Callable[[list[bytes]], None] | None = None
+
+    def send_now(self, frames: list[bytes]) -> None:
+        data = prefix_frames(frames)
+        if self._unsent is not None or self._closed:
+            self._unsent = (self._unsent or b"") + data
+            return
+        assert self._write_nowait is not None
+        written = self._write_nowait(data)
+        if written < len(data):
+            self._unsent = data[written:]
+
+    @property
+    def holds_unsent(self) -> bool:
+        return self._unsent is not None
+
+    def set_frame_consumer(self, consumer: Callable[[list[bytes]], None] | None) -> bool:
+        stream = self._stream
+        if not isinstance(stream, AsyncioSocketStream):
+            return False
+        self._consumer = consumer
+        stream.set_consumer(None if consumer is None else self._consume)
+        return True
+
+    def _consume(self, data: bytes) -> bool:
+        """The I/O callback's offer: take ``data`` if it is whole frames and nothing is pending
+        (a partial frame stays with :meth:`receive`, which times its arrival)."""
+        consumer = self._consumer
+        if consumer is None or len(data) > _CONSUME_LIMIT or self._buffer.buffered:
+            return False
+        frames = split_whole_frames(data, self._buffer.max_frame_size)
+        if not frames:
+            return False
+        consumer(frames)
+        return True
+
+    def poke(self) -> None:
+        stream = self._stream
+        if isinstance(stream, AsyncioSocketStream):
+            stream.poke()
 
     @property
     def stream(self) -> ByteStream:
@@ -60,6 +108,11 @@ class ByteStreamTransport(Transport):
 
     async def send(self, frames: list[bytes]) -> None:
         data = prefix_frames(frames)
+        unsent = self._unsent
+        if unsent is not None:
+            # A cancelled send loses these bytes with the rest: only closing cancels the writer.
+            self._unsent = None
+            data = unsent + data
         try:
             await self._stream.send(data)
         except _IO_ERRORS as exc:
@@ -75,6 +128,8 @@ class ByteStreamTransport(Transport):
                 raise ConnectionClosedError("connection closed by peer") from None
             except _IO_ERRORS as exc:
                 raise ConnectionClosedError(f"connection lost: {exc!r}") from exc
+            if not chunk:
+                return []  # poke()
             frames = buffer.feed(chunk)
             if frames:
                 self._frame_budget = self._frame_timeout  # any partial frame left started just now

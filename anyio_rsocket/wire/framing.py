@@ -50,6 +50,28 @@ def prefix_frames(frames: Iterable[bytes]) -> bytes:
     return b"".join(parts)
 
 
+def split_whole_frames(data: bytes, max_frame_size: int = MAX_FRAME_SIZE) -> list[bytes] | None:
+    """The frames in ``data`` if it holds nothing but complete, well-sized frames; else ``None``.
+
+    A fast path for a read that ends on a frame boundary (the usual case for small messages): the
+    caller hands anything else to a :class:`FrameBuffer`, which keeps partial frames and reports
+    bad lengths.
+    """
+    frames: list[bytes] = []
+    position = 0
+    available = len(data)
+    while position < available:
+        body = position + 3
+        if body > available:
+            return None
+        length = int.from_bytes(data[position:body], "big")
+        position = body + length
+        if length < 6 or length > max_frame_size or position > available:
+            return None
+        frames.append(data[body:position])
+    return frames
+
+
 class FrameBuffer:
     """Reassembles length-prefixed frames from a byte stream.
 
