@@ -125,7 +125,7 @@ class RSocket(SessionDriver):
             return await intercepted.request_response(self, hooks, payload)
         if self._gated:
             await self.admit()
-        pending = PendingResponse()
+        pending = PendingResponse(self._new_waiter())
         pending.stream_id = self.open_stream(pending, _RR, payload)
         try:
             await pending.event.wait()

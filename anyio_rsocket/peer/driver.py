@@ -418,8 +418,9 @@ class CoreDriver(ConnectionTasks):
                 self._core.set_payload_sink(stream_id, channel.on_payload)
             args = (run_stream, self, handler, channel, payload, channel.inbound)
         self._streams[stream_id] = state
+        scope = state.scope  # its own, which run_intercepted reads to report a cancellation
         if deadline is not None:
-            state.scope.deadline = deadline
+            scope.deadline = deadline
         workers.submit(run_intercepted, self, interceptors, interaction, state, *args)
 
     def _on_metadata_push(self, event: MetadataPushReceived) -> None:

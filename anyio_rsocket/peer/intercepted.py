@@ -69,7 +69,7 @@ async def request_response(link: StreamLink, hooks: Hooks, payload: Payload) -> 
     interaction = requester_interaction(hooks, _RR, payload)
     async with intercepting(hooks.interceptors, interaction):
         await link.admit()
-        pending = PendingResponse()
+        pending = PendingResponse(anyio.Event())
         pending.stream_id = interaction.stream_id = link.open_stream(pending, _RR, interaction.payload)
         try:
             await pending.event.wait()

@@ -24,6 +24,7 @@ from ..wire.payload import NO_VALUE, Payload
 from ._groups import unwrap_exception_groups
 from .link import StreamLink
 from .settings import WRITE_HIGH_WATER
+from .waiter import Waiter
 
 #: Credit a stream or channel grants when the caller does not choose (see README, "Credit").
 DEFAULT_INITIAL_N = 256
@@ -46,9 +47,9 @@ class PendingResponse:
 
     __slots__ = ("done", "error", "event", "result", "stream_id")
 
-    def __init__(self) -> None:
+    def __init__(self, event: Waiter) -> None:
         self.stream_id = 0
-        self.event = anyio.Event()
+        self.event = event
         self.result: Payload | None = None
         self.error: BaseException | None = None
         self.done = False

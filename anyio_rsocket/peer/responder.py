@@ -23,6 +23,7 @@ from ..wire.payload import Payload
 from .handler import RequestHandler
 from .link import StreamLink
 from .settings import WRITE_HIGH_WATER
+from .workers import WORKER_SCOPE
 
 logger = logging.getLogger("anyio_rsocket")
 #: Every failure of a user's handler is logged here once, with its traceback.
@@ -95,13 +96,24 @@ def log_handler_failure(kind: str, stream_id: int, exc: BaseException) -> None:
 class ResponderTask:
     """A request-response being answered: cancelling it cancels the handler's task."""
 
-    __slots__ = ("link", "live", "scope", "stream_id")
+    __slots__ = ("_scope", "link", "live", "stream_id", "worker_scope")
 
     def __init__(self, link: StreamLink, stream_id: int) -> None:
         self.link = link
         self.stream_id = stream_id
-        self.scope = anyio.CancelScope()
+        self._scope: anyio.CancelScope | None = None
+        #: While the handler runs directly in its worker's scope: that scope (see run_request_response).
+        self.worker_scope: anyio.CancelScope | None = None
         self.live = True  # we may still send our answer (or items)
+
+    @property
+    def scope(self) -> anyio.CancelScope:
+        """The cancel scope the handler runs in: its own, made on first use (a deadline, or a
+        cancellation before the handler started), or its worker's while it runs in that."""
+        scope = self.worker_scope or self._scope
+        if scope is None:
+            scope = self._scope = anyio.CancelScope()
+        return scope
 
     def on_payload(self, data: bytes, metadata: bytes | None, flags: int) -> None:
         pass
@@ -241,25 +253,47 @@ def _fail_stream(link: StreamLink, state: ResponderTask, kind: str, exc: BaseExc
 async def run_request_response(
     link: StreamLink, handler: RequestHandler, state: ResponderTask, payload: Payload
 ) -> None:
+    """Answer one request-response, on a worker.
+
+    Usually the handler runs in the worker's own cancel scope (:data:`.workers.WORKER_SCOPE`), which
+    CANCEL or the end of the connection cancel while it runs: entering a scope per request would
+    cost more than most handlers. A request that already has a scope of its own (a deadline, or it
+    was cancelled before its handler started) runs in that one.
+    """
+    if state._scope is None:
+        worker_scope = WORKER_SCOPE.get(None)
+        if worker_scope is not None:
+            state.worker_scope = worker_scope
+            try:
+                await _answer_request(link, handler, state, payload)
+            finally:
+                state.worker_scope = None
+            return
     with state.scope:
-        try:
-            result = await handler.request_response(payload)
-            if result is not None and not isinstance(result, Payload):
-                raise TypeError(f"request_response handler returned {type(result).__name__}, not a Payload")
-            if state.live:
-                if link.write_backlog > WRITE_HIGH_WATER:
-                    await link.wait_writable()
-                if state.live and not link.is_closed:
-                    # Encoding may fail (oversized payload, wrong types): that fails this request only.
-                    if result is None:
-                        link.send_complete(state.stream_id)
-                    else:
-                        link.send_payload(state.stream_id, result, complete=True)
-                    state.end()
-        except BaseException as exc:
-            if not is_handler_failure(exc):
-                raise
-            _fail_stream(link, state, "request-response", exc)
+        await _answer_request(link, handler, state, payload)
+
+
+async def _answer_request(
+    link: StreamLink, handler: RequestHandler, state: ResponderTask, payload: Payload
+) -> None:
+    try:
+        result = await handler.request_response(payload)
+        if result is not None and not isinstance(result, Payload):
+            raise TypeError(f"request_response handler returned {type(result).__name__}, not a Payload")
+        if state.live:
+            if link.write_backlog > WRITE_HIGH_WATER:
+                await link.wait_writable()
+            if state.live and not link.is_closed:
+                # Encoding may fail (oversized payload, wrong types): that fails this request only.
+                if result is None:
+                    link.send_complete(state.stream_id)
+                else:
+                    link.send_payload(state.stream_id, result, complete=True)
+                state.end()
+    except BaseException as exc:
+        if not is_handler_failure(exc):
+            raise
+        _fail_stream(link, state, "request-response", exc)
 
 
 async def run_fire_and_forget(handler: RequestHandler, payload: Payload) -> None:

@@ -38,6 +38,7 @@ from .link import StreamOwner
 from .responder import RESPONDER_CHANNEL_WINDOW
 from .settings import WRITE_HIGH_WATER, PeerOptions
 from .setup_info import SetupInfo
+from .waiter import Waiter, waiter_factory
 from .workers import WorkerPool
 
 logger = logging.getLogger("anyio_rsocket")
@@ -125,6 +126,8 @@ class ConnectionTasks:
         self._core = core or ProtocolConnection(client=is_client, config=protocol_config(options))
         self._core_send_next = self._core.send_next
         self._clock: Callable[[], float] = anyio.current_time  # loop_clock() once the tasks start
+        #: One-shot wake-ups for request-response callers (waiter_factory() once the tasks start).
+        self._new_waiter: Callable[[], Waiter] = anyio.Event
         self._streams: dict[int, StreamOwner] = {}  # the objects behind the core's live streams
         self._workers = WorkerPool(task_group)
         self._produced = 0  # frames queued by producers, for cheap periodic cancellation checks
@@ -375,6 +378,8 @@ class ConnectionTasks:
         Server: accept the SETUP the core reported; ``initial_frames`` followed it."""
         core = self._core
         self._clock = loop_clock()
+        self._new_waiter = waiter_factory()
+        self._workers.use_waiters(self._new_waiter)
         now = self._clock()
         if handler is not None:
             self._handler = handler

@@ -15,16 +15,27 @@ worker tasks instead:
 
 Workers live in the connection's task group and end with it. Handlers run in reused tasks: a context
 variable a handler sets stays visible to later handlers on the same worker.
+
+Each worker runs its jobs inside a cancel scope of its own, which :data:`WORKER_SCOPE` names while a
+job runs. A job that must be cancellable by somebody else (a request-response whose CANCEL may
+arrive) hands that scope to whoever cancels it, instead of entering a cancel scope per job: most
+jobs end without ever being cancelled, and a cancel scope costs more than a simple handler. A scope
+that was cancelled is replaced before the worker's next job, so a cancellation never reaches a job
+it was not meant for.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
+
+from .waiter import Waiter
 
 Job = tuple[Callable[..., Awaitable[None]], tuple[Any, ...]]
 
@@ -34,18 +45,31 @@ MAX_IDLE_WORKERS = 64
 _DRAIN_SLICE = 128
 
 
+#: The cancel scope around the job running in this task, when the task is a worker.
+WORKER_SCOPE: ContextVar[anyio.CancelScope] = ContextVar("WORKER_SCOPE")
+
+
 class _Slot:
     __slots__ = ("event", "job")
 
-    def __init__(self) -> None:
-        self.event = anyio.Event()
+    def __init__(self, event: Waiter) -> None:
+        self.event = event
         self.job: Job | None = None
 
 
 class WorkerPool:
     """Runs jobs (coroutine functions returning None, which must not raise) on reused tasks."""
 
-    __slots__ = ("_backlog", "_below", "_below_limit", "_idle", "_task_group", "_waking", "active")
+    __slots__ = (
+        "_backlog",
+        "_below",
+        "_below_limit",
+        "_idle",
+        "_new_waiter",
+        "_task_group",
+        "_waking",
+        "active",
+    )
 
     def __init__(self, task_group: TaskGroup) -> None:
         self._task_group = task_group
@@ -55,6 +79,11 @@ class WorkerPool:
         self.active = 0  # jobs submitted and not finished (running or waiting)
         self._below: anyio.Event | None = None
         self._below_limit = 0
+        self._new_waiter: Callable[[], Waiter] = anyio.Event
+
+    def use_waiters(self, new_waiter: Callable[[], Waiter]) -> None:
+        """Wake idle workers with waiters from ``new_waiter`` (cheaper than ``anyio.Event``)."""
+        self._new_waiter = new_waiter
 
     @property
     def backlog(self) -> int:
@@ -108,29 +137,49 @@ class WorkerPool:
 
     async def _work(self, function: Callable[..., Awaitable[None]], args: tuple[Any, ...]) -> None:
         self._waking -= 1
-        backlog = self._backlog
+        job: Job | None = (function, args)
+        while job is not None:
+            with anyio.CancelScope() as scope:
+                WORKER_SCOPE.set(scope)
+                job = await self._run_jobs(job, scope)
+            if scope.cancel_called:  # a job was cancelled through this scope: it is spent
+                job = await self._next_job(0)
+
+    async def _run_jobs(self, job: Job, scope: anyio.CancelScope) -> Job | None:
+        """Run ``job`` and the jobs after it until the worker retires (None) or ``scope`` is
+        cancelled (then the job that was running has ended, and the next one is up to the caller)."""
         ran = 0
         while True:
+            function, args = job
             try:
                 await function(*args)
             finally:
                 self._finished_one()
+            if scope.cancel_called:
+                return None
+            ran += 1
+            next_job = await self._next_job(ran)
+            if next_job is None:
+                return None
+            job = next_job
+
+    async def _next_job(self, ran: int) -> Job | None:
+        """The backlog's next job, else the job an idle wait brings; None: the worker retires."""
+        backlog = self._backlog
+        if backlog:
+            if ran % _DRAIN_SLICE == 0 and ran:
+                self._waking += 1  # pausing between jobs is not a stall
+                try:
+                    await anyio.lowlevel.checkpoint()
+                finally:
+                    self._waking -= 1
             if backlog:
-                function, args = backlog.popleft()
-                ran += 1
-                if ran % _DRAIN_SLICE == 0:
-                    self._waking += 1  # pausing between jobs is not a stall
-                    try:
-                        await anyio.lowlevel.checkpoint()
-                    finally:
-                        self._waking -= 1
-                continue
-            if len(self._idle) >= MAX_IDLE_WORKERS:
-                return
-            slot = _Slot()
-            self._idle.append(slot)
-            await slot.event.wait()
-            self._waking -= 1
-            assert slot.job is not None
-            function, args = slot.job
-            ran = 0
+                return backlog.popleft()
+        if len(self._idle) >= MAX_IDLE_WORKERS:
+            return None
+        slot = _Slot(self._new_waiter())
+        self._idle.append(slot)
+        await slot.event.wait()
+        self._waking -= 1
+        assert slot.job is not None
+        return slot.job
