@@ -11,8 +11,12 @@ frame layer. Framing ourselves rather than through a session object lets us
   the lower ``max_frame_size``), before buffering it, and hold what a trickled message has sent so
   far in memory proportional to its bytes;
 * give a message that has started ``frame_timeout`` seconds to arrive in full;
-* write every frame of a batch in one write, and return every frame of one read at once;
-* run no task of our own: the connection's reader reads, its writer writes.
+* write every frame of a batch in one write (a payload of 128 KiB or more in a write of its own,
+  rather than copied behind its header), and return every frame of one read at once;
+* run no task of our own: the connection's reader reads, its writer writes. Over a plain socket
+  the task that queued frames may write them itself (:meth:`~WebSocketTransport.send_now`), and on
+  asyncio small reads are parsed in the event loop's I/O callback
+  (:meth:`~WebSocketTransport.set_frame_consumer`): a message then costs no task switch.
 
 A peer that sends a text message, an oversized message or a malformed frame (RFC 6455) gets
 ERROR[CONNECTION_ERROR] and a Close (1003, 1009, 1002 or 1007), and the reader sees
@@ -26,9 +30,9 @@ import base64
 import contextlib
 import os
 import ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, cast
 from urllib.parse import urlsplit
 
 import anyio
@@ -43,12 +47,15 @@ from ..wire.errors import ConnectionClosedError, ErrorCode, FrameTooLargeError, 
 from ..wire.frames import MAX_FRAME_SIZE, ErrorFrame, encode_frame
 from ..wire.framing import FrameBuffer
 from .base import DEFAULT_CONNECT_TIMEOUT, DEFAULT_FRAME_TIMEOUT, Transport
-from .sockets import connect_socket_stream, connect_timeout_error
-from .wsframes import CLOSE_NORMAL, OP_PONG, MessageDecoder, encode_close, encode_messages
+from .sockets import AsyncioSocketStream, connect_socket_stream, connect_timeout_error, nowait_writer
+from .wsframes import CLOSE_NORMAL, OP_PONG, MessageDecoder, build_messages, encode_close, encode_messages
 from .wsframes import encode_frame as ws_frame
 
 #: How much to read per call; the same as the TCP transport.
 _READ_SIZE = 262144
+#: Reads up to this size may be parsed in the event loop's I/O callback (set_frame_consumer); larger
+#: ones (bulk data) take the reader's path, which batches them anyway.
+_CONSUME_LIMIT = 16384
 #: How long closing may spend sending the Close message before the connection is dropped.
 _CLOSE_TIMEOUT = 1.0
 #: How long a server waits for a complete upgrade request.
@@ -57,11 +64,15 @@ HANDSHAKE_TIMEOUT = 10.0
 _ANYIO_IO_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
 
 
-class _RawChannel(Protocol):
-    """Bytes in and out: ``read`` returns ``b""`` at end of stream."""
+#: What the transport writes: a ``bytearray`` when a large frame was masked in it (no copy to bytes).
+_Wire = bytes | bytearray | memoryview
 
-    async def read(self) -> bytes: ...
-    async def write(self, data: bytes) -> None: ...
+
+class _RawChannel(Protocol):
+    """Bytes in and out: ``read`` returns ``b""`` at end of stream, ``None`` once after a poke."""
+
+    async def read(self) -> bytes | None: ...
+    async def write(self, data: _Wire) -> None: ...
     async def aclose(self) -> None: ...
 
 
@@ -70,15 +81,19 @@ class _ByteStreamChannel:
 
     def __init__(self, stream: ByteStream) -> None:
         self.stream = stream
+        #: Whether the stream can be poked (then its receive() returns b"" once, not at the end).
+        self.pokable = isinstance(stream, AsyncioSocketStream)
 
-    async def read(self) -> bytes:
+    async def read(self) -> bytes | None:
         try:
-            return await self.stream.receive(_READ_SIZE)
+            data = await self.stream.receive(_READ_SIZE)
         except anyio.EndOfStream:
             return b""
+        return data if data or not self.pokable else None
 
-    async def write(self, data: bytes) -> None:
-        await self.stream.send(data)
+    async def write(self, data: _Wire) -> None:
+        # AnyIO's byte streams (sockets, TLS) write any bytes-like object, whatever ``send`` declares.
+        await self.stream.send(cast(bytes, data))
 
     async def aclose(self) -> None:
         await self.stream.aclose()
@@ -103,11 +118,11 @@ class _NetworkStreamChannel:
     def __init__(self, stream: _NetworkStream) -> None:
         self.stream = stream
 
-    async def read(self) -> bytes:
+    async def read(self) -> bytes | None:
         return await self.stream.read(_READ_SIZE)
 
-    async def write(self, data: bytes) -> None:
-        await self.stream.write(data)
+    async def write(self, data: _Wire) -> None:
+        await self.stream.write(data if type(data) is bytes else bytes(data))
 
     async def aclose(self) -> None:
         await self.stream.aclose()
@@ -134,6 +149,9 @@ class WebSocketTransport(Transport):
     masks what it sends, a server requires masked frames) and holds any bytes the peer sent right
     behind the upgrade. From then on the frames are built and parsed by
     :mod:`~anyio_rsocket.transports.wsframes`.
+
+    Over a plain socket stream (not TLS, not httpx's), :meth:`send_now` writes from the calling task
+    what the socket takes at once (``can_send_now``); the rest goes out first with the next write.
     """
 
     def __init__(
@@ -157,6 +175,13 @@ class WebSocketTransport(Transport):
         self._frame_budget = frame_timeout  # waiting time left for the message being received
         # The reader answers pings while the writer may be writing: one write at a time.
         self._write_lock = anyio.Lock(fast_acquire=True)
+        self._write_nowait: Callable[[_Wire], int] | None = None
+        if isinstance(channel, _ByteStreamChannel):
+            self._write_nowait = cast("Callable[[_Wire], int] | None", nowait_writer(channel.stream))
+        self.can_send_now = self._write_nowait is not None
+        #: What send_now() could not write at once, in order: written first by the next _write().
+        self._unsent: list[_Wire] = []
+        self._consumer: Callable[[list[bytes]], None] | None = None
         self._close_sent = False
         self._close_received = False
         self._error: ConnectionClosedError | None = None
@@ -182,17 +207,94 @@ class WebSocketTransport(Transport):
         return self._decoder.dropped
 
     async def send(self, frames: list[bytes]) -> None:
-        """Write each frame as one binary message; the whole batch goes out in a single write."""
+        """Write each frame as one binary message, behind what :meth:`send_now` left unsent; the
+        batch goes out in a single write (but for payloads of 128 KiB or more, see
+        :func:`~anyio_rsocket.transports.wsframes.build_messages`)."""
+        buffers = self._encode(frames)
+        if self._error is not None:
+            raise ConnectionClosedError(self._error.message)
+        if self._close_sent or self._close_received:
+            raise ConnectionClosedError("the WebSocket is closing")
+        await self._write(buffers)
+
+    def send_now(self, frames: list[bytes]) -> None:
+        """Write the frames from the calling task, as far as the socket takes them without waiting.
+
+        The rest is kept, in order, for the next write (:meth:`send`, a pong or the Close); so is
+        everything while the reader is writing, while bytes are already kept, or once the connection
+        failed or is closing (the next :meth:`send` then raises).
+        """
+        write = self._write_nowait
+        if write is None:
+            raise RuntimeError("send_now() needs can_send_now")
+        buffers = self._encode(frames)
+        unsent = self._unsent
+        if (
+            unsent
+            or self._write_lock.locked()
+            or self._error is not None
+            or self._close_sent
+            or self._close_received
+        ):
+            unsent += buffers
+            return
+        for index, data in enumerate(buffers):
+            written = write(data)
+            if written < len(data):
+                unsent.append(memoryview(data)[written:] if written else data)
+                unsent += buffers[index + 1 :]
+                return
+
+    @property
+    def holds_unsent(self) -> bool:
+        return bool(self._unsent)
+
+    def set_frame_consumer(self, consumer: Callable[[list[bytes]], None] | None) -> bool:
+        """On our asyncio socket streams, have small reads parsed in the I/O callback (see
+        :meth:`_consume`); elsewhere return False."""
+        channel = self._channel
+        if not isinstance(channel, _ByteStreamChannel) or not isinstance(channel.stream, AsyncioSocketStream):
+            return False
+        self._consumer = consumer
+        channel.stream.set_consumer(None if consumer is None else self._consume)
+        return True
+
+    def _consume(self, data: bytes) -> bool:
+        """The I/O callback's offer of a read (the reader is waiting for one): parse it here and hand
+        the messages it completes to the consumer. Declined (left to the reader) while a message is
+        in progress, once the connection failed or is closing, and for large reads. What needs the
+        reader (a message left incomplete, whose arrival it times, or pings, a Close, a violation,
+        which it answers) makes it look: its waiting receive() returns ``[]``."""
+        consumer = self._consumer
+        decoder = self._decoder
+        if (
+            consumer is None
+            or len(data) > _CONSUME_LIMIT
+            or decoder.mid_message
+            or self._pending
+            or self._error is not None
+            or self._close_received
+        ):
+            return False
+        frames = decoder.feed(data)
+        if decoder.mid_message or decoder.pings or decoder.close is not None or decoder.error is not None:
+            self.poke()
+        if frames:
+            consumer(frames)
+        return True
+
+    def poke(self) -> None:
+        channel = self._channel
+        if isinstance(channel, _ByteStreamChannel) and isinstance(channel.stream, AsyncioSocketStream):
+            channel.stream.poke()
+
+    def _encode(self, frames: list[bytes]) -> list[bytes | bytearray]:
         for frame in frames:
             if len(frame) > MAX_FRAME_SIZE:
                 raise FrameTooLargeError(
                     f"frame of {len(frame)} bytes exceeds the {MAX_FRAME_SIZE}-byte frame limit"
                 )
-        if self._error is not None:
-            raise ConnectionClosedError(self._error.message)
-        if self._close_sent or self._close_received:
-            raise ConnectionClosedError("the WebSocket is closing")
-        await self._write(encode_messages(frames, mask=self._client))
+        return build_messages(frames, mask=self._client)
 
     async def receive(self) -> list[bytes]:
         """Wait for at least one complete binary message; return every complete one at hand."""
@@ -215,9 +317,12 @@ class WebSocketTransport(Transport):
         raise self._error
 
     async def _receive(self, *, timed: bool) -> list[bytes] | None:
-        """Read until complete messages are at hand; untimed, return ``None`` once one has started."""
+        """Read until complete messages are at hand; untimed, return ``None`` once one has started.
+
+        After a poke, return ``[]`` once what the decoder was fed meanwhile is answered."""
         decoder = self._decoder
         while True:
+            data: bytes | None
             if self._pending:
                 data, self._pending = self._pending, b""
             else:
@@ -232,17 +337,19 @@ class WebSocketTransport(Transport):
                 except self._io_errors as exc:
                     self._fail(ConnectionClosedError(f"connection lost: {exc!r}"))
                     continue
-                if not data:
+                if data == b"":
                     self._fail(ConnectionClosedError("connection closed by peer without a WebSocket close"))
                     continue
-            frames = decoder.feed(data)
+            frames = decoder.feed(data) if data is not None else []
             if decoder.pings or decoder.close is not None or decoder.error is not None:
                 to_send = self._control()
                 if to_send:
                     with contextlib.suppress(ConnectionClosedError):  # recorded in self._error
-                        await self._write(to_send)
+                        await self._write([to_send])
             if frames:
                 self._frame_budget = self._frame_timeout  # what is left started just now
+                return frames
+            if data is None:  # poked
                 return frames
 
     def _control(self) -> bytes:
@@ -282,7 +389,8 @@ class WebSocketTransport(Transport):
         if self._error is None:
             self._error = error
 
-    async def _write(self, data: bytes) -> None:
+    async def _write(self, buffers: Sequence[_Wire]) -> None:
+        """Write ``buffers`` behind whatever :meth:`send_now` kept; one writer at a time."""
         lock = self._write_lock
         try:
             try:
@@ -290,7 +398,14 @@ class WebSocketTransport(Transport):
             except anyio.WouldBlock:
                 await lock.acquire()
             try:
-                await self._channel.write(data)
+                unsent = self._unsent
+                if unsent:
+                    # Lost with the rest if this write is cancelled: only closing cancels writes.
+                    self._unsent = []
+                    unsent += buffers
+                    buffers = unsent
+                for data in buffers:
+                    await self._channel.write(data)
             finally:
                 lock.release()
         except self._io_errors as exc:
@@ -308,7 +423,7 @@ class WebSocketTransport(Transport):
                 if not self._close_sent:
                     self._close_sent = True
                     with contextlib.suppress(ConnectionClosedError):
-                        await self._write(encode_close(CLOSE_NORMAL, mask=self._client))
+                        await self._write([encode_close(CLOSE_NORMAL, mask=self._client)])
             with anyio.move_on_after(_CLOSE_TIMEOUT) as scope:
                 with contextlib.suppress(*self._io_errors):
                     await self._channel.aclose()
