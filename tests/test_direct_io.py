@@ -248,3 +248,35 @@ async def test_sequential_and_concurrent_round_trips_on_the_direct_paths() -> No
                 stats = rs.stats
                 assert stats.frames_sent >= 500 and stats.frames_received >= 500
             tg.cancel_scope.cancel()
+
+
+async def test_connections_reading_at_once_each_get_their_own_bytes() -> None:
+    """On asyncio every connection of a thread reads into one shared buffer: nothing may mix."""
+    size = 1 << 20
+    received: dict[int, bytes] = {}
+    done = anyio.Event()
+
+    async def serve_one(stream: ByteStream) -> None:
+        chunks = []
+        total = 0
+        while total < size + 1:
+            chunk = await stream.receive(1 << 20)
+            chunks.append(chunk)
+            total += len(chunk)
+        data = b"".join(chunks)
+        received[data[0]] = data
+        if len(received) == 8:
+            done.set()
+
+    with anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as tg:
+            port = await tg.start(serve_listener, serve_one, "127.0.0.1", 0)
+            clients = [await connect_socket_stream("127.0.0.1", port) for _ in range(8)]
+            async with anyio.create_task_group() as senders:
+                for i, client in enumerate(clients):
+                    senders.start_soon(client.send, bytes([i]) + bytes([i, 255 - i]) * (size // 2))
+            await done.wait()
+            for client in clients:
+                await client.aclose()
+            tg.cancel_scope.cancel()
+    assert received == {i: bytes([i]) + bytes([i, 255 - i]) * (size // 2) for i in range(8)}
