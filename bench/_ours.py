@@ -84,7 +84,11 @@ class Handler(RequestHandler):
             self.holding += 1
             try:
                 yield ITEM
-                await anyio.sleep_forever()  # not reached with initial_n=1: no credit for a second item
+                # The responder pulls one item ahead of the credit (to see a stream's end at once):
+                # this one is pulled and held, and with initial_n=1 the stream waits at this yield
+                # for credit until it is cancelled.
+                yield ITEM
+                await anyio.sleep_forever()  # not reached: no credit for the second item
             finally:
                 self.holding -= 1
                 if not self.holding and self.idle is not None:

@@ -6,7 +6,10 @@ worker whose scope was cancelled must not pass that cancellation on to the next 
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
+import anyio.lowlevel
 import pytest
 
 from anyio_rsocket import Payload, RequestHandler
@@ -105,3 +108,32 @@ async def test_concurrent_requests_cancel_independently() -> None:
                 release.set()
     assert sorted(cancelled) == list(range(0, 20, 2))
     assert answers == {i: b"%d" % i for i in range(1, 20, 2)}
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # native asyncio timeouts exist only there
+async def test_a_parked_streams_native_timeout_cancels_no_other_request() -> None:
+    """A stream handler holds an ``asyncio.timeout()`` open across the ``yield`` at which its
+    stream parks; the timeout expires right after. It targets the worker task that ran the
+    stream, which must therefore not be running anybody else's request by then."""
+    import asyncio
+
+    class Timed(RequestHandler):
+        async def request_response(self, payload: Payload) -> Payload:
+            await anyio.lowlevel.checkpoint()
+            return payload
+
+        async def request_stream(self, payload: Payload) -> Any:
+            async with asyncio.timeout(None) as timeout:
+                yield Payload(b"first")  # sent: the requester's one credit
+                timeout.reschedule(asyncio.get_running_loop().time())  # expires on the next turn
+                yield Payload(b"second")  # pulled ahead, no credit: the stream parks here
+
+    with anyio.fail_after(TIMEOUT):
+        async with connected_pair(lambda rs: Timed()) as rs:
+            async with rs.request_stream(Payload(b"s"), initial_n=1, auto_request=False) as stream:
+                assert (await stream.receive()).data == b"first"
+                for i in range(30):  # run on the pool's workers while the timeout fires
+                    assert (await rs.request_response(Payload(b"%d" % i))).data == b"%d" % i
+                stream.request(1)
+                assert [item.data async for item in stream] == [b"second"]
+            assert (await rs.request_response(Payload(b"after"))).data == b"after"

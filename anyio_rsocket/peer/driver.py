@@ -74,6 +74,7 @@ from .tasks import (
     lost,
     protocol_config,
 )
+from .workers import WorkerPool
 
 logger = logging.getLogger("anyio_rsocket")
 
@@ -173,6 +174,11 @@ class CoreDriver(ConnectionTasks):
         if core.store_full:
             return max(core.bytes_to_send, WRITE_HIGH_WATER + 1)
         return core.bytes_to_send
+
+    @property
+    def workers(self) -> WorkerPool:
+        """The pool that runs responder handlers (a parked stream is resumed or closed on it)."""
+        return self._workers
 
     async def admit(self) -> None:
         """Wait until a new request may go out.
@@ -410,10 +416,11 @@ class CoreDriver(ConnectionTasks):
             state = ResponderTask(self, stream_id)
             args: tuple[Any, ...] = (run_request_response, self, handler, state, payload)
         elif kind is _STREAM:
-            state = ResponderStream(self, stream_id)
+            # pinned: the interceptors wrap the handler's whole run, so it keeps its task throughout
+            state = ResponderStream(self, stream_id, pinned=True)
             args = (run_stream, self, handler, state, payload, None)
         else:
-            state = channel = ResponderChannel(self, stream_id, event.complete)
+            state = channel = ResponderChannel(self, stream_id, event.complete, pinned=True)
             if self._core.stream_state(stream_id) is not None:
                 self._core.set_payload_sink(stream_id, channel.on_payload)
             args = (run_stream, self, handler, channel, payload, channel.inbound)

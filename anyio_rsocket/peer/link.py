@@ -13,6 +13,7 @@ from typing import Protocol
 
 from ..protocol.streams import InteractionKind
 from ..wire.payload import Payload
+from .workers import WorkerPool
 
 
 class StreamOwner(Protocol):
@@ -55,6 +56,11 @@ class StreamLink(Protocol):
     @property
     def write_backlog(self) -> int:
         """Bytes queued for the writer and not yet handed to the transport."""
+        ...
+
+    @property
+    def workers(self) -> WorkerPool:
+        """The pool that runs responder handlers (a parked stream is resumed or closed on it)."""
         ...
 
     async def admit(self) -> None:

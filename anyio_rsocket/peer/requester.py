@@ -90,6 +90,30 @@ class RequestStream(ObjectReceiveStream[Payload]):
     :meth:`receive` as the matching :class:`~anyio_rsocket.errors.RSocketError` subclass.
     """
 
+    # Slots: thousands of streams may be open at once (an empty deque alone is about 760 bytes,
+    # hence _next and a _more made only when needed).
+    __slots__ = (
+        "_auto_request",
+        "_buffered_cost",
+        "_congested",
+        "_consumed",
+        "_consumer_closed",
+        "_error",
+        "_finished",
+        "_inbound_done",
+        "_initial_n",
+        "_item_waiter",
+        "_link",
+        "_more",
+        "_next",
+        "_payload",
+        "_refill_threshold",
+        "_since_checkpoint",
+        "_started",
+        "_unbounded",
+        "stream_id",
+    )
+
     def __init__(
         self,
         link: StreamLink,
@@ -104,8 +128,11 @@ class RequestStream(ObjectReceiveStream[Payload]):
         self._refill_threshold = max(1, self._initial_n // 2)
         self._consumed = 0
         self._unbounded = self._initial_n >= MAX_REQUEST_N
+        # Received items not consumed yet: the oldest in _next, any others after it in _more (made
+        # when a second item arrives while one waits). Invariant: _more is empty when _next is None.
         # The buffer's bound is the credit itself: the core never delivers more than was granted.
-        self._items: deque[Payload] = deque()
+        self._next: Payload | None = None
+        self._more: deque[Payload] | None = None
         self._buffered_cost = 0  # bytes of buffered items plus a fixed overhead each
         self._congested = False  # over the high-water mark: the connection has paused its reader
         self._item_waiter: anyio.Event | None = None
@@ -154,7 +181,7 @@ class RequestStream(ObjectReceiveStream[Payload]):
             self._finish(None)
             self._link.cancel(self.stream_id)
         self._consumer_closed = True
-        self._items.clear()
+        self._next = self._more = None
         self._buffered_cost = 0
         self._relieve()
 
@@ -185,7 +212,13 @@ class RequestStream(ObjectReceiveStream[Payload]):
             waiter.set()
 
     def _push(self, item: Payload) -> None:
-        self._items.append(item)
+        if self._next is None:
+            self._next = item
+        else:
+            more = self._more
+            if more is None:
+                more = self._more = deque()
+            more.append(item)
         cost = self._buffered_cost = self._buffered_cost + len(item.data) + _ITEM_OVERHEAD
         if cost > STREAM_HIGH_WATER and not self._congested:
             self._congested = True
@@ -202,8 +235,8 @@ class RequestStream(ObjectReceiveStream[Payload]):
         """
         if not self._started:
             await self._start()
-        items = self._items
-        while not items:
+        item = self._next
+        while item is None:
             if self._consumer_closed:
                 raise anyio.ClosedResourceError
             if self._inbound_done:
@@ -215,7 +248,9 @@ class RequestStream(ObjectReceiveStream[Payload]):
                 waiter = self._item_waiter = anyio.Event()
             await waiter.wait()
             self._since_checkpoint = 0
-        item = items.popleft()
+            item = self._next
+        more = self._more
+        self._next = more.popleft() if more else None
         self._buffered_cost -= len(item.data) + _ITEM_OVERHEAD
         if self._congested and self._buffered_cost <= STREAM_LOW_WATER:
             self._relieve()
@@ -245,7 +280,10 @@ class RequestStream(ObjectReceiveStream[Payload]):
     @property
     def buffered(self) -> int:
         """Items received and not yet consumed (never more than the credit granted)."""
-        return len(self._items)
+        if self._next is None:
+            return 0
+        more = self._more
+        return 1 + len(more) if more else 1
 
     # --- StreamOwner: called by the connection's reader (synchronous, never block) ---------------
 
@@ -256,7 +294,14 @@ class RequestStream(ObjectReceiveStream[Payload]):
             return
         if flags & FLAG_NEXT:
             # _push, inlined (once per received item)
-            self._items.append(Payload(data, metadata))
+            item = Payload(data, metadata)
+            if self._next is None:
+                self._next = item
+            else:
+                more = self._more
+                if more is None:
+                    more = self._more = deque()
+                more.append(item)
             cost = self._buffered_cost = self._buffered_cost + len(data) + _ITEM_OVERHEAD
             if cost > STREAM_HIGH_WATER and not self._congested:
                 self._congested = True
@@ -297,6 +342,15 @@ class RequestChannel(RequestStream, ObjectStream[Payload]):
     receives. Leaving the block stops that task. If the iterable raises, the responder gets
     ERROR[APPLICATION_ERROR] and the exception propagates out of the ``async with``.
     """
+
+    __slots__ = (
+        "_credit_event",
+        "_outbound",
+        "_outbound_cancelled",
+        "_outbound_done",
+        "_produced",
+        "_task_group",
+    )
 
     def __init__(
         self,

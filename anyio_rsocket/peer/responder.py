@@ -8,9 +8,12 @@ to the wire through the connection's :class:`~.link.StreamLink` methods.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import logging
 import math
+import sys
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
@@ -139,19 +142,74 @@ class ResponderTask:
 
 
 class ResponderStream(ResponderTask):
-    """A request-stream being answered: waits for the requester's credit (the core counts it)."""
+    """A request-stream being answered: waits for the requester's credit (the core counts it).
 
-    __slots__ = ("_credit_event",)
+    A stream whose handler is suspended at a ``yield`` while there is no credit for the item it
+    yielded is *parked*: it keeps only its generator and that item (``held``), no task. REQUEST_N
+    resumes it on whichever worker is free; CANCEL, ERROR or the end of the connection close its
+    generator (its ``finally`` blocks run, shielded, for at most a second). So a handler must not
+    count on staying on one task across a ``yield`` (context variables it set before one are not
+    seen after it), except that one yielding from inside a cancel scope or task group of its own
+    keeps its task. So does a stream whose whole run interceptors wrap (``pinned``) or a deadline
+    bounds: it waits for credit on its task.
+    """
 
-    def __init__(self, link: StreamLink, stream_id: int) -> None:
+    __slots__ = ("_credit_event", "generator", "held", "pinned")
+
+    #: The interaction's name in log records.
+    kind = "request-stream"
+
+    def __init__(self, link: StreamLink, stream_id: int, pinned: bool = False) -> None:
         super().__init__(link, stream_id)
         self._credit_event: anyio.Event | None = None
+        self.generator: Any = None  # the handler's async iterator, once made
+        self.held: Payload | None = None  # parked: the item pulled ahead, waiting for credit
+        self.pinned = pinned
+
+    def park(self, item: Payload) -> bool:
+        """Hold ``item`` (no credit for it) and let the running job end, if this stream may park.
+
+        Called by the job driving the stream, inside its scope, with no checkpoint between its
+        last look at ``live`` and here.
+        """
+        scope = self._scope
+        if self.pinned or (scope is not None and scope.deadline != math.inf):
+            return False
+        self.held = item
+        self._scope = None  # the job's scope ends with it; a resumed job makes a new one
+        self.link.workers.hold()  # still a live interaction: counted until resumed or closed
+        return True
+
+    def _close_parked(self) -> None:
+        self.held = None
+        self.link.workers.finalize(close_generator, self.generator, self.kind, self.stream_id)
 
     def on_request_n(self, n: int) -> None:
+        held = self.held
+        if held is not None:
+            # Parked: a worker sends the held item and goes on pulling from the generator. Until
+            # it runs, this stream counts as running (its CANCEL cancels that job's scope).
+            self.held = None
+            self.link.workers.resume(run_stream, self.link, None, self, None, None, held)
+            return
         event = self._credit_event
         if event is not None:
             self._credit_event = None
             event.set()
+
+    def on_cancel(self) -> None:
+        if self.live and self.held is not None:
+            self.live = False
+            self._close_parked()
+        else:
+            super().on_cancel()
+
+    def on_connection_closed(self, error: BaseException) -> None:
+        if self.held is not None:
+            self.live = False
+            self._close_parked()
+        else:
+            super().on_connection_closed(error)
 
     async def wait_for_credit(self) -> None:
         link, stream_id = self.link, self.stream_id
@@ -171,8 +229,12 @@ class ResponderChannel(ResponderStream):
 
     __slots__ = ("_inbound_closed", "_inbound_done", "_items", "_waiter", "inbound")
 
-    def __init__(self, link: StreamLink, stream_id: int, requester_complete: bool) -> None:
-        super().__init__(link, stream_id)
+    kind = "request-channel"
+
+    def __init__(
+        self, link: StreamLink, stream_id: int, requester_complete: bool, pinned: bool = False
+    ) -> None:
+        super().__init__(link, stream_id, pinned)
         # Bounded by the credit we grant (the core sent the first RESPONDER_CHANNEL_WINDOW, IX5, and
         # refuses items beyond it, RN6); the reader appends without ever blocking.
         self._items: deque[Payload] = deque()
@@ -314,43 +376,88 @@ async def run_metadata_push(handler: RequestHandler, metadata: bytes) -> None:
         log_handler_failure("metadata-push", 0, exc)
 
 
+def innermost_cancel_scope() -> object:
+    """The running task's innermost cancel scope as the backend tracks it: an opaque token.
+
+    A handler whose generator yields from inside a cancel scope or task group of its own must stay
+    on its task (the scope can only be left there), so a stream parks only if this is unchanged
+    since its job entered its scope. Backend internals: when they are not as expected this returns
+    a new object each time, which never matches, and nothing parks.
+    """
+    scope: object = None
+    if asyncio._get_running_loop() is not None:
+        states = getattr(sys.modules.get("anyio._backends._asyncio"), "_task_states", None)
+        if states is not None:
+            scope = getattr(states.get(asyncio.current_task()), "cancel_scope", None)
+    else:
+        trio: Any = sys.modules.get("trio")
+        with contextlib.suppress(AttributeError, RuntimeError):  # not trio, or not its internals
+            scope = trio.lowlevel.current_task()._cancel_status
+    return scope if scope is not None else object()
+
+
+async def close_generator(generator: Any, kind: str, stream_id: int) -> None:
+    """Close a handler's generator so that its ``finally`` blocks run: shielded, for at most 1 s."""
+    aclose = getattr(generator, "aclose", None)
+    if aclose is not None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+            try:
+                await aclose()
+            except Exception as exc:
+                log_handler_failure(kind, stream_id, exc)
+
+
 async def run_stream(
     link: StreamLink,
-    handler: RequestHandler,
+    handler: RequestHandler | None,
     state: ResponderStream,
-    payload: Payload,
+    payload: Payload | None,
     inbound: AsyncIterator[Payload] | None,
+    held: Payload | None = None,
 ) -> None:
-    """Drive a stream or channel handler.
+    """Drive a stream or channel handler; with ``held``, resume a parked one where it stopped.
 
     The generator is pulled one item ahead of the requester's credit: the pulled item is held until
     credit arrives, so the end of the stream is noticed (and COMPLETE sent, which needs no credit)
-    as soon as the generator finishes, even when the last item used the last credit.
+    as soon as the generator finishes, even when the last item used the last credit. While it waits
+    for that credit the stream parks (see :class:`ResponderStream`) and this job ends; the
+    generator is closed here only when the interaction is over.
     """
-    generator: Any = None
     stream_id = state.stream_id
-    kind = "request-stream" if inbound is None else "request-channel"
     with state.scope:
+        # A generator suspended inside a cancel scope (or task group) of its own makes this differ
+        # when it yields: it must then stay on this task, so the stream does not park.
+        outer = None if state.pinned else innermost_cancel_scope()
         try:
-            if inbound is None:
-                generator = handler.request_stream(payload)
-            else:
-                generator = handler.request_channel(payload, inbound)
-            if inspect.isawaitable(generator):
-                generator = await generator
+            generator = state.generator
+            if generator is None:  # starting: make the handler's generator
+                assert handler is not None and payload is not None
+                if inbound is None:
+                    generator = handler.request_stream(payload)
+                else:
+                    generator = handler.request_channel(payload, inbound)
+                if inspect.isawaitable(generator):
+                    generator = await generator
+                state.generator = generator
             next_item = generator.__anext__
             send_next = link.send_next
             wait_writable = link.wait_writable
             checkpoint_if_cancelled = anyio.lowlevel.checkpoint_if_cancelled
             produced = 0
+            item: Any = held
+            pull = held is None
             while True:
-                try:
-                    item = await next_item()
-                except StopAsyncIteration:
-                    break
+                if pull:
+                    try:
+                        item = await next_item()
+                    except StopAsyncIteration:
+                        break
+                pull = True
                 if not state.live:
                     break
                 if not send_next(stream_id, item):  # no credit: hold the item until some arrives
+                    if outer is innermost_cancel_scope() and state.park(item):
+                        return  # REQUEST_N resumes a worker here; CANCEL closes the generator
                     await state.wait_for_credit()
                     send_next(stream_id, item)
                 if link.write_backlog > WRITE_HIGH_WATER:
@@ -367,12 +474,7 @@ async def run_stream(
         except BaseException as exc:
             if not is_handler_failure(exc):
                 raise
-            _fail_stream(link, state, kind, exc)
+            _fail_stream(link, state, state.kind, exc)
         finally:
-            aclose = getattr(generator, "aclose", None)
-            if aclose is not None:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(1):
-                    try:
-                        await aclose()
-                    except Exception as exc:
-                        log_handler_failure(kind, stream_id, exc)
+            if state.held is None:  # not parked: the interaction is over
+                await close_generator(state.generator, state.kind, stream_id)

@@ -22,6 +22,11 @@ arrive) hands that scope to whoever cancels it, instead of entering a cancel sco
 jobs end without ever being cancelled, and a cancel scope costs more than a simple handler. A scope
 that was cancelled is replaced before the worker's next job, so a cancellation never reaches a job
 it was not meant for.
+
+A job may also leave its interaction unfinished without keeping a task (a responder stream parked
+while it waits for credit, see :mod:`.responder`): :meth:`WorkerPool.hold` keeps the interaction
+counted in ``active``, and :meth:`WorkerPool.resume` or :meth:`WorkerPool.finalize` later runs its
+continuation or its clean-up.
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ MAX_IDLE_WORKERS = 64
 _DRAIN_SLICE = 128
 
 
+#: What a worker's run of jobs returns when its cancel scope was used up by a cancellation.
+_SPENT = object()
+
 #: The cancel scope around the job running in this task, when the task is a worker.
 WORKER_SCOPE: ContextVar[anyio.CancelScope] = ContextVar("WORKER_SCOPE")
 
@@ -64,8 +72,12 @@ class WorkerPool:
         "_backlog",
         "_below",
         "_below_limit",
+        "_cleaning",
+        "_cleanups",
+        "_held_by_job",
         "_idle",
         "_new_waiter",
+        "_retire_after_hold",
         "_task_group",
         "_waking",
         "active",
@@ -79,11 +91,21 @@ class WorkerPool:
         self.active = 0  # jobs submitted and not finished (running or waiting)
         self._below: anyio.Event | None = None
         self._below_limit = 0
+        self._cleanups: deque[Job] = deque()  # clean-ups of held work, for the cleaner task
+        self._cleaning = False  # the cleaner task is running
         self._new_waiter: Callable[[], Waiter] = anyio.Event
+        self._retire_after_hold = False
+        self._held_by_job = False  # the running job called hold() (read when it returns)
 
-    def use_waiters(self, new_waiter: Callable[[], Waiter]) -> None:
-        """Wake idle workers with waiters from ``new_waiter`` (cheaper than ``anyio.Event``)."""
+    def configure(self, new_waiter: Callable[[], Waiter], *, retire_after_hold: bool) -> None:
+        """Wake idle workers with waiters from ``new_waiter`` (cheaper than ``anyio.Event``).
+
+        With ``retire_after_hold`` (asyncio), a worker whose job held its work (:meth:`hold`) ends
+        instead of running other jobs: a native ``asyncio.timeout()`` the held work keeps open
+        targets that task, and must not cancel an unrelated job when it expires.
+        """
         self._new_waiter = new_waiter
+        self._retire_after_hold = retire_after_hold
 
     @property
     def backlog(self) -> int:
@@ -97,6 +119,58 @@ class WorkerPool:
             self._backlog.append((function, args))  # a worker about to run will drain it
         else:
             self._dispatch(function, args)
+
+    def hold(self) -> None:
+        """The running job leaves its interaction unfinished, to be continued by a later
+        :meth:`resume` or cleaned up by :meth:`finalize`: it stays counted in ``active`` until then."""
+        self.active += 1
+        self._held_by_job = self._retire_after_hold
+
+    def resume(self, function: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run ``function(*args)``, the continuation of held work, on a worker (it is already counted
+        in ``active`` by :meth:`hold`, and leaves it when it finishes)."""
+        if self._waking:
+            self._backlog.append((function, args))
+        else:
+            self._dispatch(function, args)
+
+    def finalize(self, function: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run ``function(*args)``, the clean-up of held work, even if the task group is cancelled.
+
+        Clean-ups run shielded from cancellation (each must bound its own time) on a task started
+        now, never queued behind other jobs: the connection may be ending, and its task group about
+        to be cancelled. One that blocks gets a task of its own after a turn, so it never holds up
+        the others. The held work leaves ``active`` when its clean-up has finished.
+        """
+        self._cleanups.append((function, args))
+        if not self._cleaning:
+            self._cleaning = True
+            self._task_group.start_soon(self._clean)
+
+    async def _clean(self) -> None:
+        # Shielded from the first statement: a task started in a cancelled task group still runs up
+        # to its first checkpoint, on both backends.
+        cleanups = self._cleanups
+        try:
+            with anyio.CancelScope(shield=True):
+                while cleanups:  # tested again with no checkpoint before _cleaning is reset
+                    async with anyio.create_task_group() as task_group:
+                        pool = WorkerPool(task_group)
+                        while cleanups:
+                            while cleanups:
+                                function, args = cleanups.popleft()
+                                pool.submit(self._finish_held, function, args)
+                            await pool.relieve()
+                            await pool.wait_below(1)
+                        task_group.cancel_scope.cancel()  # every clean-up is over: stop idle workers
+        finally:
+            self._cleaning = False
+
+    async def _finish_held(self, function: Callable[..., Awaitable[None]], args: tuple[Any, ...]) -> None:
+        try:
+            await function(*args)
+        finally:
+            self._finished_one()
 
     def _dispatch(self, function: Callable[..., Awaitable[None]], args: tuple[Any, ...]) -> None:
         self._waking += 1
@@ -139,15 +213,16 @@ class WorkerPool:
         self._waking -= 1
         job: Job | None = (function, args)
         while job is not None:
+            outcome: object = _SPENT  # also when a job's cancellation ends the scope
             with anyio.CancelScope() as scope:
                 WORKER_SCOPE.set(scope)
-                job = await self._run_jobs(job, scope)
-            if scope.cancel_called:  # a job was cancelled through this scope: it is spent
-                job = await self._next_job(0)
+                outcome = await self._run_jobs(job, scope)
+            job = await self._next_job(0) if outcome is _SPENT else None
 
-    async def _run_jobs(self, job: Job, scope: anyio.CancelScope) -> Job | None:
-        """Run ``job`` and the jobs after it until the worker retires (None) or ``scope`` is
-        cancelled (then the job that was running has ended, and the next one is up to the caller)."""
+    async def _run_jobs(self, job: Job, scope: anyio.CancelScope) -> object:
+        """Run ``job`` and the jobs after it: until the worker retires (None), or until ``scope``
+        has been cancelled (:data:`_SPENT`: the job that was running ended, the caller gets the
+        next one with a fresh scope)."""
         ran = 0
         while True:
             function, args = job
@@ -155,8 +230,11 @@ class WorkerPool:
                 await function(*args)
             finally:
                 self._finished_one()
-            if scope.cancel_called:
+            if self._held_by_job:  # see configure(): this task may still be the target of a timeout
+                self._held_by_job = False
                 return None
+            if scope.cancel_called:
+                return _SPENT
             ran += 1
             next_job = await self._next_job(ran)
             if next_job is None:

@@ -310,6 +310,50 @@ RR_REQUESTER_STREAM = _request_response_type(local=True)
 RR_RESPONDER_STREAM = _request_response_type(local=False)
 
 
+def _requester_credit_only(
+    self: Stream, stream_id: int, local: bool, state: StreamState, send_credit: int = 0, recv_credit: int = 0
+) -> None:
+    self.stream_id = stream_id
+    self.local = local
+    self.state = state
+    self.recv_credit = Credit(recv_credit)
+    self.sink = None
+
+
+def _responder_credit_only(
+    self: Stream, stream_id: int, local: bool, state: StreamState, send_credit: int = 0, recv_credit: int = 0
+) -> None:
+    self.stream_id = stream_id
+    self.local = local
+    self.state = state
+    self.send_credit = Credit(send_credit)
+    self.sink = None
+
+
+def _request_stream_type(local: bool) -> type[Stream]:
+    """Request-stream items go one way: the requester never sends one and the responder never
+    receives one (the state table refuses both before credit is looked at, as it refuses REQUEST_N
+    the other way), so that unused credit is one shared zero instead of an object per stream."""
+    unused = "send_credit" if local else "recv_credit"
+    return cast(
+        "type[Stream]",
+        type(
+            "RequestStreamRequesterStream" if local else "RequestStreamResponderStream",
+            (STREAM_TYPES[InteractionKind.REQUEST_STREAM],),
+            {
+                "__slots__": (),
+                "__init__": _requester_credit_only if local else _responder_credit_only,
+                unused: Credit(0),
+            },
+        ),
+    )
+
+
+#: The stream types of a request-stream we sent (requester) and one we received (responder).
+STREAM_REQUESTER_STREAM = _request_stream_type(local=True)
+STREAM_RESPONDER_STREAM = _request_stream_type(local=False)
+
+
 def new_stream(
     stream_id: int,
     kind: InteractionKind,
@@ -319,7 +363,9 @@ def new_stream(
     recv_credit: int = 0,
 ) -> Stream:
     """A stream of ``kind`` in the state its opening request (sent or received) leads to."""
-    if kind is InteractionKind.REQUEST_RESPONSE:
+    if kind is InteractionKind.REQUEST_STREAM:
+        cls = STREAM_REQUESTER_STREAM if local else STREAM_RESPONDER_STREAM
+    elif kind is InteractionKind.REQUEST_RESPONSE:
         cls = RR_REQUESTER_STREAM if local else RR_RESPONDER_STREAM
     else:
         cls = STREAM_TYPES[kind]
