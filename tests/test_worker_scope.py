@@ -6,13 +6,15 @@ worker whose scope was cancelled must not pass that cancellation on to the next 
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
 
-from anyio_rsocket import Payload, RequestHandler
+from anyio_rsocket import ApplicationError, Payload, RequestHandler
 from anyio_rsocket.testing import connected_pair
 
 pytestmark = pytest.mark.anyio
@@ -110,11 +112,13 @@ async def test_concurrent_requests_cancel_independently() -> None:
     assert answers == {i: b"%d" % i for i in range(1, 20, 2)}
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout() is new in Python 3.11")
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])  # native asyncio timeouts exist only there
-async def test_a_parked_streams_native_timeout_cancels_no_other_request() -> None:
-    """A stream handler holds an ``asyncio.timeout()`` open across the ``yield`` at which its
-    stream parks; the timeout expires right after. It targets the worker task that ran the
-    stream, which must therefore not be running anybody else's request by then."""
+async def test_a_streams_native_timeout_cancels_no_other_request() -> None:
+    """A stream handler holds an ``asyncio.timeout()`` open across a ``yield`` and waits there for
+    credit; the timeout expires right after. It targets the task driving the stream: that task
+    must not be running anybody else's request by then (a stream inside a ``with`` block does not
+    park, so it keeps its task). The stream itself may fail: the timeout did not fire inside it."""
     import asyncio
 
     class Timed(RequestHandler):
@@ -126,7 +130,7 @@ async def test_a_parked_streams_native_timeout_cancels_no_other_request() -> Non
             async with asyncio.timeout(None) as timeout:
                 yield Payload(b"first")  # sent: the requester's one credit
                 timeout.reschedule(asyncio.get_running_loop().time())  # expires on the next turn
-                yield Payload(b"second")  # pulled ahead, no credit: the stream parks here
+                yield Payload(b"second")  # pulled ahead, no credit: waits here
 
     with anyio.fail_after(TIMEOUT):
         async with connected_pair(lambda rs: Timed()) as rs:
@@ -135,5 +139,58 @@ async def test_a_parked_streams_native_timeout_cancels_no_other_request() -> Non
                 for i in range(30):  # run on the pool's workers while the timeout fires
                     assert (await rs.request_response(Payload(b"%d" % i))).data == b"%d" % i
                 stream.request(1)
-                assert [item.data async for item in stream] == [b"second"]
+                # The timeout's cancellation may fail the stream: only the stream.
+                with contextlib.suppress(ApplicationError):
+                    assert [item.data async for item in stream] == [b"second"]
             assert (await rs.request_response(Payload(b"after"))).data == b"after"
+
+
+def test_only_streams_outside_with_blocks_park() -> None:
+    """The check that keeps a stream on its task while it is inside a ``with`` block."""
+    import asyncio
+    import threading
+
+    from anyio_rsocket.peer.responder import inside_with_block
+
+    lock = threading.Lock()
+
+    async def plain() -> Any:
+        try:
+            yield 1
+        finally:
+            pass
+
+    async def exit_stack() -> Any:
+        async with contextlib.AsyncExitStack():
+            yield 1
+
+    async def locked() -> Any:
+        with lock:
+            yield 1
+
+    async def delegating() -> Any:
+        async for item in exit_stack():
+            yield item
+
+    async def after_the_block() -> Any:
+        async with contextlib.AsyncExitStack():
+            pass
+        yield 1
+
+    async def check() -> dict[str, bool]:
+        found = {}
+        for make in (plain, exit_stack, locked, delegating, after_the_block):
+            generator = make()
+            await generator.__anext__()
+            found[make.__name__] = inside_with_block(generator)
+            await generator.aclose()
+        return found
+
+    assert asyncio.run(check()) == {
+        "plain": False,
+        "exit_stack": True,
+        "locked": True,
+        "delegating": True,
+        "after_the_block": False,
+    }
+    assert inside_with_block(iter(()))  # not an async generator: cannot tell, so it does not park

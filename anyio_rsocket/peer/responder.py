@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import inspect
 import logging
 import math
 import sys
+import types
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
@@ -174,6 +176,8 @@ class ResponderStream(ResponderTask):
         """
         scope = self._scope
         if self.pinned or (scope is not None and scope.deadline != math.inf):
+            return False
+        if inside_with_block(self.generator):
             return False
         self.held = item
         self._scope = None  # the job's scope ends with it; a resumed job makes a new one
@@ -374,6 +378,46 @@ async def run_metadata_push(handler: RequestHandler, metadata: bytes) -> None:
         if not is_handler_failure(exc):
             raise
         log_handler_failure("metadata-push", 0, exc)
+
+
+_EXIT_NAMES = frozenset(("__exit__", "__aexit__"))
+#: What a ``with`` / ``async with`` block keeps on the stack of a suspended frame: its ``__exit__``
+#: bound (3.10-3.13), or the function and the instance apart (3.14).
+_EXIT_KINDS = (
+    types.MethodType,
+    types.BuiltinMethodType,
+    types.FunctionType,
+    types.MethodWrapperType,
+    types.MethodDescriptorType,
+    types.WrapperDescriptorType,
+)
+_SUSPENDED_KINDS = (types.AsyncGeneratorType, types.CoroutineType, types.GeneratorType, types.FrameType)
+
+
+def inside_with_block(generator: object) -> bool:
+    """Whether a generator suspended at a ``yield`` is inside a ``with`` or ``async with`` block,
+    its own or one in a generator it is iterating (True as well when it cannot tell).
+
+    Such a stream does not park: what the block entered may belong to the task it runs on (a native
+    ``asyncio.timeout()`` cancels that task when it expires, a lock knows its owner), and a parked
+    stream resumes on another task while the first one goes on with other jobs. The block's
+    ``__exit__`` sits on the suspended frame's stack, which the garbage collector's view of the
+    generator includes.
+    """
+    if type(generator) is not types.AsyncGeneratorType:
+        return True  # an async iterator of some other kind: nothing to look into
+    pending: list[object] = [generator]
+    seen = 0
+    while pending:
+        seen += 1
+        if seen > 64:
+            return True
+        for referent in gc.get_referents(pending.pop()):
+            if isinstance(referent, _EXIT_KINDS) and getattr(referent, "__name__", None) in _EXIT_NAMES:
+                return True
+            if isinstance(referent, _SUSPENDED_KINDS):
+                pending.append(referent)
+    return False
 
 
 def innermost_cancel_scope() -> object:

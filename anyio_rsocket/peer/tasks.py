@@ -31,7 +31,6 @@ from anyio.abc import TaskGroup
 
 from ..protocol import Event, ProtocolConfig, ProtocolConnection, RemoteProtocolError
 from ..transports.base import Transport
-from ..transports.sockets import asyncio_loop
 from ..wire.errors import ConnectionClosedError, ConnectionLostError, ErrorCode, FrameError, ProtocolError
 from .handler import RequestHandler
 from .interaction import Hooks
@@ -380,7 +379,7 @@ class ConnectionTasks:
         core = self._core
         self._clock = loop_clock()
         self._new_waiter = waiter_factory()
-        self._workers.configure(self._new_waiter, retire_after_hold=asyncio_loop() is not None)
+        self._workers.use_waiters(self._new_waiter)
         now = self._clock()
         if handler is not None:
             self._handler = handler

@@ -74,10 +74,8 @@ class WorkerPool:
         "_below_limit",
         "_cleaning",
         "_cleanups",
-        "_held_by_job",
         "_idle",
         "_new_waiter",
-        "_retire_after_hold",
         "_task_group",
         "_waking",
         "active",
@@ -94,18 +92,10 @@ class WorkerPool:
         self._cleanups: deque[Job] = deque()  # clean-ups of held work, for the cleaner task
         self._cleaning = False  # the cleaner task is running
         self._new_waiter: Callable[[], Waiter] = anyio.Event
-        self._retire_after_hold = False
-        self._held_by_job = False  # the running job called hold() (read when it returns)
 
-    def configure(self, new_waiter: Callable[[], Waiter], *, retire_after_hold: bool) -> None:
-        """Wake idle workers with waiters from ``new_waiter`` (cheaper than ``anyio.Event``).
-
-        With ``retire_after_hold`` (asyncio), a worker whose job held its work (:meth:`hold`) ends
-        instead of running other jobs: a native ``asyncio.timeout()`` the held work keeps open
-        targets that task, and must not cancel an unrelated job when it expires.
-        """
+    def use_waiters(self, new_waiter: Callable[[], Waiter]) -> None:
+        """Wake idle workers with waiters from ``new_waiter`` (cheaper than ``anyio.Event``)."""
         self._new_waiter = new_waiter
-        self._retire_after_hold = retire_after_hold
 
     @property
     def backlog(self) -> int:
@@ -124,7 +114,6 @@ class WorkerPool:
         """The running job leaves its interaction unfinished, to be continued by a later
         :meth:`resume` or cleaned up by :meth:`finalize`: it stays counted in ``active`` until then."""
         self.active += 1
-        self._held_by_job = self._retire_after_hold
 
     def resume(self, function: Callable[..., Awaitable[None]], *args: Any) -> None:
         """Run ``function(*args)``, the continuation of held work, on a worker (it is already counted
@@ -230,9 +219,6 @@ class WorkerPool:
                 await function(*args)
             finally:
                 self._finished_one()
-            if self._held_by_job:  # see configure(): this task may still be the target of a timeout
-                self._held_by_job = False
-                return None
             if scope.cancel_called:
                 return _SPENT
             ran += 1
