@@ -19,6 +19,7 @@ import pytest
 
 from anyio_rsocket import ApplicationError, Payload, RejectedError, RequestHandler, RSocket
 from anyio_rsocket.frames import CancelFrame, PayloadFrame, RequestNFrame, RequestStreamFrame
+from anyio_rsocket.peer import responder
 from anyio_rsocket.testing import connected_pair
 
 from .rawpeer import raw_client
@@ -83,6 +84,12 @@ class Parking(RequestHandler):
                 yield item
         finally:
             self._end()
+
+
+@pytest.fixture(autouse=True)
+def park_always(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests park streams however few there are (normally only above ``PARK_ABOVE``)."""
+    monkeypatch.setattr(responder, "PARK_ABOVE", 0)
 
 
 def live_tasks(backend: str) -> int:
@@ -290,3 +297,27 @@ async def test_memory_per_parked_stream_is_bounded() -> None:
             assert per_stream < 3000, f"{per_stream:.0f} bytes per open stream"
             await stack.aclose()
             await handler.all_ended.wait()
+
+
+async def test_few_streams_wait_for_credit_on_their_task(
+    monkeypatch: pytest.MonkeyPatch, anyio_backend_name: str
+) -> None:
+    """Up to ``PARK_ABOVE`` live interactions a stream waiting for credit keeps its task (cheaper
+    than parking and resuming); the streams beyond it park."""
+    monkeypatch.setattr(responder, "PARK_ABOVE", 40)
+    handler = Parking()
+    with anyio.fail_after(10):
+        async with connected_pair(handler.factory) as rs, AsyncExitStack() as stack:
+            before = live_tasks(anyio_backend_name)
+            streams = []
+            for _ in range(100):
+                stream = await stack.enter_async_context(
+                    rs.request_stream(Payload(b"-"), initial_n=1, auto_request=False)
+                )
+                assert (await stream.receive()).data == b"0"
+                streams.append(stream)
+            # 40 streams wait on tasks of their own, the other 60 parked (plus a few idle workers).
+            assert 40 <= live_tasks(anyio_backend_name) - before < 60
+            for stream in streams[::7]:
+                stream.request(1)
+                assert (await stream.receive()).data == b"1"

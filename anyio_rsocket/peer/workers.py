@@ -53,8 +53,23 @@ _DRAIN_SLICE = 128
 #: What a worker's run of jobs returns when its cancel scope was used up by a cancellation.
 _SPENT = object()
 
+
+class WorkerScope:
+    """A worker's cancel scope, as a job hands it to whoever may cancel that job."""
+
+    __slots__ = ("scope", "used")
+
+    def __init__(self, scope: anyio.CancelScope) -> None:
+        self.scope = scope
+        self.used = False  # cancelled: the worker takes a fresh scope before its next job
+
+    def cancel(self) -> None:
+        self.used = True
+        self.scope.cancel()
+
+
 #: The cancel scope around the job running in this task, when the task is a worker.
-WORKER_SCOPE: ContextVar[anyio.CancelScope] = ContextVar("WORKER_SCOPE")
+WORKER_SCOPE: ContextVar[WorkerScope] = ContextVar("WORKER_SCOPE")
 
 
 class _Slot:
@@ -204,14 +219,16 @@ class WorkerPool:
         while job is not None:
             outcome: object = _SPENT  # also when a job's cancellation ends the scope
             with anyio.CancelScope() as scope:
-                WORKER_SCOPE.set(scope)
-                outcome = await self._run_jobs(job, scope)
+                worker_scope = WorkerScope(scope)
+                WORKER_SCOPE.set(worker_scope)
+                outcome = await self._run_jobs(job, worker_scope)
             job = await self._next_job(0) if outcome is _SPENT else None
 
-    async def _run_jobs(self, job: Job, scope: anyio.CancelScope) -> object:
+    async def _run_jobs(self, job: Job, scope: WorkerScope) -> object:
         """Run ``job`` and the jobs after it: until the worker retires (None), or until ``scope``
         has been cancelled (:data:`_SPENT`: the job that was running ended, the caller gets the
         next one with a fresh scope)."""
+        backlog = self._backlog
         ran = 0
         while True:
             function, args = job
@@ -219,9 +236,12 @@ class WorkerPool:
                 await function(*args)
             finally:
                 self._finished_one()
-            if scope.cancel_called:
+            if scope.used:  # (a flag: Trio's cancel_called reads the clock)
                 return _SPENT
             ran += 1
+            if backlog and ran % _DRAIN_SLICE:  # the usual next job of a burst, without a call
+                job = backlog.popleft()
+                continue
             next_job = await self._next_job(ran)
             if next_job is None:
                 return None
