@@ -38,7 +38,7 @@ from .link import StreamOwner
 from .responder import RESPONDER_CHANNEL_WINDOW
 from .settings import WRITE_HIGH_WATER, PeerOptions
 from .setup_info import SetupInfo
-from .waiter import Waiter, waiter_factory
+from .waiter import Waiter, running_backend, waiter_factory
 from .workers import WorkerPool
 
 logger = logging.getLogger("anyio_rsocket")
@@ -56,18 +56,11 @@ def loop_clock() -> Callable[[], float]:
     It is what ``anyio.current_time`` returns, without looking up the backend on every call (the
     reader reads the clock once per batch of frames).
     """
-    try:
-        return asyncio.get_running_loop().time
-    except RuntimeError:
-        pass
-    trio = sys.modules.get("trio")
-    if trio is not None:
-        try:
-            trio.lowlevel.current_root_task()
-        except RuntimeError:
-            pass
-        else:
-            return cast("Callable[[], float]", trio.current_time)
+    backend = running_backend()
+    if isinstance(backend, asyncio.AbstractEventLoop):
+        return backend.time
+    if backend is not None:
+        return cast("Callable[[], float]", backend.current_time)
     return anyio.current_time
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any, Protocol
 
 import anyio
@@ -100,24 +101,32 @@ def _trio_lowlevel() -> Any:
     return sys.modules["trio"].lowlevel
 
 
-def waiter_factory() -> Callable[[], Waiter]:
-    """A maker of waiters for the backend running now (call it from async code)."""
+def running_backend() -> asyncio.AbstractEventLoop | ModuleType | None:
+    """What runs the calling code: the asyncio loop, the ``trio`` module, or None (neither)."""
     try:
-        loop = asyncio.get_running_loop()
+        return asyncio.get_running_loop()
     except RuntimeError:
         pass
-    else:
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_root_task()
+        except RuntimeError:
+            return None
+        return trio
+    return None
+
+
+def waiter_factory() -> Callable[[], Waiter]:
+    """A maker of waiters for the backend running now (call it from async code)."""
+    backend = running_backend()
+    if isinstance(backend, asyncio.AbstractEventLoop):
+        loop = backend
 
         def future_waiter() -> Waiter:
             return _FutureWaiter(loop)
 
         return future_waiter
-    trio = sys.modules.get("trio")
-    if trio is not None:
-        try:
-            trio.lowlevel.current_task()
-        except RuntimeError:
-            pass
-        else:
-            return _TrioWaiter
+    if backend is not None:
+        return _TrioWaiter
     return anyio.Event

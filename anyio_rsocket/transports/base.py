@@ -22,7 +22,7 @@ class Transport(ABC):
 
     @abstractmethod
     async def send(self, frames: list[bytes]) -> None:
-        """Write ``frames`` in order, as few writes as the medium allows (one for byte streams)."""
+        """Write ``frames`` in order, in as few writes as the medium allows (one over TCP)."""
 
     #: Whether :meth:`send_now` may be called: the medium can take bytes without an ``await``.
     can_send_now: bool = False
