@@ -7,7 +7,6 @@ worker whose scope was cancelled must not pass that cancellation on to the next 
 from __future__ import annotations
 
 import contextlib
-import sys
 from typing import Any
 
 import anyio
@@ -112,14 +111,31 @@ async def test_concurrent_requests_cancel_independently() -> None:
     assert answers == {i: b"%d" % i for i in range(1, 20, 2)}
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout() is new in Python 3.11")
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])  # native asyncio timeouts exist only there
-async def test_a_streams_native_timeout_cancels_no_other_request() -> None:
-    """A stream handler holds an ``asyncio.timeout()`` open across a ``yield`` and waits there for
+async def test_a_streams_native_timeout_cancels_no_other_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream handler holds a native asyncio timeout open across a ``yield`` and waits there for
     credit; the timeout expires right after. It targets the task driving the stream: that task
     must not be running anybody else's request by then (a stream inside a ``with`` block does not
     park, so it keeps its task). The stream itself may fail: the timeout did not fire inside it."""
     import asyncio
+
+    from anyio_rsocket.peer import responder
+
+    monkeypatch.setattr(responder, "PARK_ABOVE", 0)  # streams would park however few there are
+
+    class NativeTimeout:
+        """What ``asyncio.timeout()`` (3.11+) does, reduced: cancel the task that entered it."""
+
+        async def __aenter__(self) -> NativeTimeout:
+            self.task = asyncio.current_task()
+            return self
+
+        async def __aexit__(self, *exc_info: object) -> None:
+            pass
+
+        def expire_now(self) -> None:
+            assert self.task is not None
+            asyncio.get_running_loop().call_soon(self.task.cancel)
 
     class Timed(RequestHandler):
         async def request_response(self, payload: Payload) -> Payload:
@@ -127,9 +143,9 @@ async def test_a_streams_native_timeout_cancels_no_other_request() -> None:
             return payload
 
         async def request_stream(self, payload: Payload) -> Any:
-            async with asyncio.timeout(None) as timeout:
+            async with NativeTimeout() as timeout:
                 yield Payload(b"first")  # sent: the requester's one credit
-                timeout.reschedule(asyncio.get_running_loop().time())  # expires on the next turn
+                timeout.expire_now()  # on the next turn of the loop
                 yield Payload(b"second")  # pulled ahead, no credit: waits here
 
     with anyio.fail_after(TIMEOUT):
